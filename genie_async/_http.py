@@ -1,0 +1,694 @@
+"""The HTTP core: one aiohttp session, request building, retries and error translation.
+
+This is the only module that talks to aiohttp. Every aiohttp and transport exception is
+translated to :mod:`genie_async.errors` in :func:`translate_transport_errors`; every non-2xx
+response becomes a typed :class:`~genie_async.errors.APIStatusError` in
+:func:`make_status_error`. Redirects are not followed, so credentials never leave the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import platform
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, NamedTuple
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+import msgspec
+from yarl import URL
+
+from . import _constants as C
+from . import _hints
+from ._auth import Credentials, redact
+from ._config import RetryPolicy, Timeouts
+from ._retry import call_with_retry, parse_retry_after
+from ._version import __version__
+from .errors import (
+    APIConnectionError,
+    APIResponseError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    AuthFailedError,
+    BadGatewayError,
+    BadRequestError,
+    ClientClosedError,
+    ConfigurationError,
+    ConflictError,
+    GatewayTimeoutError,
+    GenieError,
+    InsecureURLError,
+    InternalServerError,
+    InvalidIdError,
+    NotAcceptableError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RedirectError,
+    RequestTooLargeError,
+    ServerError,
+    ServiceUnavailableError,
+    UnprocessableEntityError,
+    UnsupportedMediaTypeError,
+    UserNotActiveError,
+)
+
+logger = logging.getLogger("genie_async")
+
+USER_AGENT = (
+    f"genie-async/{__version__} aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
+)
+_JSON_DECODER: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+# --- URLs and ids ----------------------------------------------------------------------------
+
+
+def resolve_base_url(
+    *, data_center: str | None, base_url: str | None, allow_insecure_http: bool
+) -> str:
+    """The API origin (plus any proxy path prefix), without a trailing slash."""
+    if (data_center is None) == (base_url is None):
+        raise ConfigurationError(
+            "Give exactly one of data_center (one of "
+            f"{', '.join(sorted(C.DATA_CENTER_HOSTS))}) and base_url."
+        )
+    if data_center is not None:
+        host = C.DATA_CENTER_HOSTS.get(data_center.lower())
+        if host is None:
+            raise ConfigurationError(
+                f"Unknown data_center {data_center!r}; use one of "
+                f"{', '.join(sorted(C.DATA_CENTER_HOSTS))}, or base_url for other hosts."
+            )
+        return host
+    assert base_url is not None
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigurationError(f"base_url must be an absolute http(s) URL, not {base_url!r}.")
+    if parts.query or parts.fragment:
+        raise ConfigurationError("base_url must not contain a query or fragment.")
+    if parts.username or parts.password:
+        raise ConfigurationError("base_url must not contain credentials; pass them separately.")
+    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(parts.hostname):
+        raise InsecureURLError(
+            f"Refusing plain http:// to {parts.hostname}: credentials would cross the network "
+            "unencrypted.",
+            hint="Use https://, or pass allow_insecure_http=True if this really is a trusted "
+            "network (plain http:// to loopback is always allowed).",
+        )
+    return base_url.rstrip("/")
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def segment(value: object, what: str) -> str:
+    """One URL path segment built from an id: validated, then percent-encoded."""
+    if not isinstance(value, str) or not value:
+        raise InvalidIdError(f"{what} must be a non-empty string, not {value!r}.")
+    if "/" in value or "\\" in value or value in (".", ".."):
+        raise InvalidIdError(f"{what} {value!r} would change the request path.")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise InvalidIdError(f"{what} contains control characters.")
+    return quote(value, safe="")
+
+
+# --- Responses and errors --------------------------------------------------------------------
+
+
+class Response(NamedTuple):
+    """A finished JSON response."""
+
+    status: int
+    headers: Mapping[str, str]
+    payload: Any
+    request_id: str | None
+
+
+_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    406: NotAcceptableError,
+    409: ConflictError,
+    413: RequestTooLargeError,
+    415: UnsupportedMediaTypeError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+    500: InternalServerError,
+    502: BadGatewayError,
+    503: ServiceUnavailableError,
+    504: GatewayTimeoutError,
+}
+_AUTH_CODES: dict[str, type[APIStatusError]] = {
+    "auth_failed": AuthFailedError,
+    "user_nonactive_or_missing": UserNotActiveError,
+}
+
+
+def _scrub(value: Any, secrets: tuple[str, ...]) -> Any:
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {k: _scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, secrets) for v in value]
+    return value
+
+
+def _error_fields(body: Any) -> tuple[str | None, str | None, str | None]:
+    """(code, message, request_id) from any error envelope we know."""
+    if not isinstance(body, dict):
+        return None, None, None
+    nested = body.get("error")
+    if isinstance(nested, dict):
+        code, message, rid = nested.get("code"), nested.get("message"), nested.get("request_id")
+    else:
+        code = body.get("error_code") or body.get("code")
+        message = body.get("error_message") or body.get("message") or body.get("detail")
+        if isinstance(nested, str):  # {"error": "OAuth client is not attached to this genie"}
+            message = message or nested
+        rid = body.get("request_id")
+    return (
+        code if isinstance(code, str) else None,
+        message if isinstance(message, str) else None,
+        rid if isinstance(rid, str) else None,
+    )
+
+
+def make_status_error(
+    status: int,
+    raw: bytes,
+    headers: Mapping[str, str],
+    *,
+    method: str,
+    path: str,
+    host: str,
+    secrets: Iterable[str] = (),
+    hint: str | None = None,
+) -> APIStatusError:
+    """The typed error for a non-2xx response; tolerates HTML and empty bodies."""
+    secrets = tuple(secrets)
+    content_type = headers.get("content-type", "")
+    body: Any
+    try:
+        body = _JSON_DECODER.decode(raw) if raw else None
+    except msgspec.DecodeError:
+        body = raw.decode("utf-8", "replace")
+    body = _scrub(body, secrets)
+    code, message, body_request_id = _error_fields(body)
+    if message is None:
+        kind = (content_type.split(";")[0].strip() or "no content type") if raw else None
+        reason = _REASONS.get(status, "HTTP error")
+        message = f"{reason} (non-JSON body: {kind}, {len(raw)} bytes)" if kind else reason
+    request_id = headers.get(C.REQUEST_ID_HEADER) or body_request_id
+    cls = _STATUS_CLASSES.get(status)
+    if status == 401 and code in _AUTH_CODES:
+        cls = _AUTH_CODES[code]
+    if cls is None:
+        if 300 <= status < 400:
+            cls = RedirectError
+            hint = hint or _hints.REDIRECT.format(location=headers.get("location", "?"))
+        elif status >= 500:
+            cls = ServerError
+        else:
+            cls = APIStatusError
+    return cls(
+        redact(message, secrets),
+        status=status,
+        error_code=code,
+        body=body,
+        headers=headers,
+        retry_after=parse_retry_after(headers),
+        method=method,
+        path=path,
+        hint=hint or _hints.for_status(status, code, host=host),
+        request_id=request_id,
+    )
+
+
+_REASONS = {
+    300: "Redirect",
+    301: "Moved Permanently",
+    302: "Found",
+    307: "Temporary Redirect",
+    308: "Permanent Redirect",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    406: "Not Acceptable",
+    409: "Conflict",
+    413: "Payload Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
+"""What aiohttp raises for transport failures (3.10's asyncio.TimeoutError is not TimeoutError)."""
+
+
+def to_genie_error(
+    exc: BaseException, *, method: str, path: str, host: str, request_id: str | None = None
+) -> GenieError:
+    """The one mapping of aiohttp and timeout exceptions to ours, most specific first.
+
+    ``request_sent`` says whether the server may have seen the request. The original
+    exception is kept as ``__cause__``.
+    """
+    where: dict[str, Any] = {"method": method, "path": path, "request_id": request_id}
+    error: GenieError
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        error = APITimeoutError(
+            f"Timed out connecting to {host} (or waiting for a free pooled connection).",
+            request_sent=False,
+            hint=_hints.CONNECT.format(host=host),
+            **where,
+        )
+    elif isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
+        error = APITimeoutError(
+            f"Timed out waiting for {host} to respond.", request_sent=True, **where
+        )
+    elif isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        error = APIConnectionError(
+            f"TLS certificate verification failed for {host}.",
+            request_sent=False,
+            hint="Check the host name and the system's CA certificates; a TLS-intercepting "
+            "proxy needs its CA installed.",
+            **where,
+        )
+    elif isinstance(exc, aiohttp.ClientConnectorError):
+        error = APIConnectionError(
+            f"Could not connect to {host}: {exc.os_error.strerror or exc}.",
+            request_sent=False,
+            hint=_hints.CONNECT.format(host=host),
+            **where,
+        )
+    elif isinstance(exc, aiohttp.ServerFingerprintMismatch):
+        error = APIConnectionError(
+            f"TLS fingerprint mismatch for {host}.", request_sent=False, **where
+        )
+    elif isinstance(exc, aiohttp.ClientPayloadError):
+        error = APIConnectionError(
+            f"The response from {host} was cut off before it was complete.",
+            request_sent=True,
+            **where,
+        )
+    elif isinstance(exc, aiohttp.ClientConnectionError):
+        # ServerDisconnectedError, ClientOSError, connection resets, a closed response…
+        error = APIConnectionError(
+            f"The connection to {host} failed: {type(exc).__name__}: {exc}",
+            request_sent=True,
+            **where,
+        )
+    elif isinstance(exc, aiohttp.InvalidURL):
+        error = ConfigurationError(f"Invalid request URL for {method} {path}: {exc}")
+    elif isinstance(exc, aiohttp.ClientResponseError):
+        error = APIResponseError(
+            f"Could not read the response from {host}: {exc.message}", status=exc.status, **where
+        )
+    else:
+        error = APIConnectionError(
+            f"Request to {host} failed: {type(exc).__name__}: {exc}", request_sent=True, **where
+        )
+    error.__cause__ = exc
+    return error
+
+
+@asynccontextmanager
+async def translate_transport_errors(
+    *, method: str, path: str, host: str, request_id: str | None = None
+) -> AsyncIterator[None]:
+    """Translate transport exceptions raised inside the block (see :func:`to_genie_error`)."""
+    try:
+        yield
+    except TRANSPORT_ERRORS as exc:
+        raise to_genie_error(
+            exc, method=method, path=path, host=host, request_id=request_id
+        ) from exc
+
+
+# --- The core --------------------------------------------------------------------------------
+
+
+class HTTPCore:
+    """Owns (or borrows) one ``aiohttp.ClientSession`` and performs requests on it.
+
+    The session is created lazily inside the running event loop. A session passed in by the
+    caller is used as is and never closed here.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        timeouts: Timeouts,
+        retry: RetryPolicy,
+        session: aiohttp.ClientSession | None = None,
+        connection_limit: int = 100,
+        connection_limit_per_host: int = 0,
+    ) -> None:
+        if connection_limit < 0 or connection_limit_per_host < 0:
+            raise ConfigurationError("connection limits must be >= 0 (0 means unlimited)")
+        self.base_url = base_url
+        self.host = urlsplit(base_url).hostname or base_url
+        self.timeouts = timeouts
+        self.retry = retry
+        self._session = session
+        self._owns_session = session is None
+        self._connection_limit = connection_limit
+        self._connection_limit_per_host = connection_limit_per_host
+        self._closed = False
+        self._lock: asyncio.Lock | None = None
+        self._request_timeout = aiohttp.ClientTimeout(
+            total=timeouts.request, connect=timeouts.connect, sock_read=timeouts.read
+        )
+        # No total timeout on streams: a turn can last many minutes. sock_read is the idle bound.
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, connect=timeouts.connect, sock_read=timeouts.read
+        )
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def url(self, path: str) -> URL:
+        """The absolute URL of ``path`` (whose id segments are already encoded)."""
+        return URL(self.base_url + path, encoded=True)
+
+    async def session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ClientClosedError("The client is closed; create a new one.")
+        if self._session is None:
+            # Created here, inside the running loop, never at construction time.
+            connector = aiohttp.TCPConnector(
+                limit=self._connection_limit,
+                limit_per_host=self._connection_limit_per_host,
+                ttl_dns_cache=300,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers={"User-Agent": USER_AGENT},
+                raise_for_status=False,
+            )
+        elif self._session.closed:
+            raise ClientClosedError("The aiohttp session given to the client was closed.")
+        return self._session
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+
+    async def _headers(
+        self,
+        credentials: Credentials,
+        *,
+        refresh: bool,
+        accept: str,
+        idempotency_key: str | None,
+        extra: Mapping[str, str] | None,
+    ) -> dict[str, str]:
+        headers = {"Accept": accept, **(await credentials.headers(refresh=refresh))}
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        if extra:
+            headers.update(extra)
+        return headers
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        credentials: Credentials,
+        params: Mapping[str, str | int] | None = None,
+        json: Any = None,
+        form: Callable[[], aiohttp.FormData] | None = None,
+        accept: str = "application/json",
+        headers: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+        stream: bool = False,
+    ) -> aiohttp.ClientResponse:
+        """One attempt: the response if its status is 2xx, else a typed status error.
+
+        A 401 with a refreshable credential (an OAuth token provider) is retried once with
+        a fresh token. The caller owns the returned response and must release it.
+        """
+        session = await self.session()
+        url = self.url(path)
+        timeout = self._stream_timeout if stream else self._request_timeout
+        refresh = False
+        while True:
+            request_headers = await self._headers(
+                credentials,
+                refresh=refresh,
+                accept=accept,
+                idempotency_key=idempotency_key,
+                extra=headers,
+            )
+            async with translate_transport_errors(method=method, path=path, host=self.host):
+                response = await session.request(
+                    method,
+                    url,
+                    params=params,
+                    json=json,
+                    data=form() if form is not None else None,
+                    headers=request_headers,
+                    timeout=timeout,
+                    allow_redirects=False,
+                )
+            if 200 <= response.status < 300:
+                return response
+            request_id = response.headers.get(C.REQUEST_ID_HEADER)
+            try:
+                async with translate_transport_errors(
+                    method=method, path=path, host=self.host, request_id=request_id
+                ):
+                    raw = await read_bounded(response, C.MAX_ERROR_BODY_BYTES, truncate=True)
+            finally:
+                response.release()
+            error = make_status_error(
+                response.status,
+                raw,
+                response.headers,
+                method=method,
+                path=path,
+                host=self.host,
+                secrets=credentials.secrets(),
+            )
+            logger.debug(
+                "%s %s -> %d %s [request_id=%s]",
+                method,
+                path,
+                error.status,
+                error.error_code or "",
+                error.request_id,
+            )
+            if error.status == 401 and credentials.refreshable and not refresh:
+                logger.debug("%s %s: 401 with a token provider; refreshing once", method, path)
+                refresh = True
+                continue
+            raise error
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        credentials: Credentials,
+        params: Mapping[str, str | int] | None = None,
+        json: Any = None,
+        form: Callable[[], aiohttp.FormData] | None = None,
+        resend_safe: bool = True,
+        idempotency_key: str | None = None,
+        accept_status: Callable[[APIStatusError, int], bool] | None = None,
+    ) -> Response:
+        """A JSON request with the retry policy applied; the body is read and decoded.
+
+        Non-GET calls carry one ``Idempotency-Key`` for the logical call, reused on every
+        retry. ``accept_status(error, attempt)`` may declare an error response a success
+        (e.g. a 409 "already resolved" after a retried approval whose answer was lost).
+        """
+        if method != "GET" and idempotency_key is None:
+            idempotency_key = uuid.uuid4().hex
+
+        async def attempt(number: int) -> Response:
+            try:
+                return await self.request_once(
+                    method,
+                    path,
+                    credentials=credentials,
+                    params=params,
+                    json=json,
+                    form=form,
+                    idempotency_key=idempotency_key,
+                )
+            except APIStatusError as exc:
+                if accept_status is not None and accept_status(exc, number):
+                    return Response(exc.status, exc.headers, None, exc.request_id)
+                raise
+
+        return await call_with_retry(
+            self.retry, attempt, what=f"{method} {path}", resend_safe=resend_safe
+        )
+
+    async def request_once(
+        self,
+        method: str,
+        path: str,
+        *,
+        credentials: Credentials,
+        params: Mapping[str, str | int] | None = None,
+        json: Any = None,
+        form: Callable[[], aiohttp.FormData] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Response:
+        """One JSON request attempt, no retries: the decoded body or a typed error."""
+        response = await self.send(
+            method,
+            path,
+            credentials=credentials,
+            params=params,
+            json=json,
+            form=form,
+            idempotency_key=idempotency_key,
+        )
+        request_id = response.headers.get(C.REQUEST_ID_HEADER)
+        try:
+            async with translate_transport_errors(
+                method=method, path=path, host=self.host, request_id=request_id
+            ):
+                raw = await read_bounded(response, C.MAX_RESPONSE_BYTES)
+        finally:
+            response.release()
+        payload = self._decode(raw, response, method=method, path=path)
+        logger.debug("%s %s -> %d [request_id=%s]", method, path, response.status, request_id)
+        return Response(response.status, response.headers, payload, request_id)
+
+    async def open_event_stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        credentials: Credentials,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> aiohttp.ClientResponse:
+        """One attempt to open an SSE response; the status and the content type are checked.
+
+        Errors on a streaming request come back as JSON, so the status is checked first.
+        """
+        response = await self.send(
+            method,
+            path,
+            credentials=credentials,
+            json=json,
+            accept="text/event-stream",
+            headers={"Cache-Control": "no-store", **(headers or {})},
+            idempotency_key=idempotency_key,
+            stream=True,
+        )
+        content_type = response.headers.get("content-type", "")
+        if content_type.split(";")[0].strip().lower() == "text/event-stream":
+            return response
+        request_id = response.headers.get(C.REQUEST_ID_HEADER)
+        try:
+            async with translate_transport_errors(
+                method=method, path=path, host=self.host, request_id=request_id
+            ):
+                raw = await read_bounded(response, C.MAX_ERROR_BODY_BYTES, truncate=True)
+        finally:
+            response.release()
+        raise APIResponseError(
+            f"Expected an event stream from {method} {path}, got "
+            f"{content_type or 'no content type'} ({len(raw)} bytes).",
+            status=response.status,
+            body=_scrub(raw.decode("utf-8", "replace"), tuple(credentials.secrets())),
+            method=method,
+            path=path,
+            request_id=request_id,
+            hint="A proxy may be buffering or rewriting the response; streaming calls need "
+            "text/event-stream passed through unchanged.",
+        )
+
+    def _decode(
+        self, raw: bytes, response: aiohttp.ClientResponse, *, method: str, path: str
+    ) -> Any:
+        if not raw.strip():
+            return None  # action endpoints answer 200/204 with an empty body
+        try:
+            return _JSON_DECODER.decode(raw)
+        except msgspec.DecodeError as exc:
+            content_type = response.headers.get("content-type", "?")
+            raise APIResponseError(
+                f"Expected JSON from {method} {path}, got {len(raw)} bytes of {content_type}.",
+                status=response.status,
+                body=raw[:2048].decode("utf-8", "replace"),
+                method=method,
+                path=path,
+                request_id=response.headers.get(C.REQUEST_ID_HEADER),
+                hint="A proxy or gateway may have answered instead of the API; check base_url.",
+            ) from exc
+
+
+async def read_bounded(
+    response: aiohttp.ClientResponse, limit: int, *, truncate: bool = False
+) -> bytes:
+    """Read a whole body, refusing (or, for error bodies, truncating) past ``limit`` bytes."""
+    if response.content_length is not None and response.content_length > limit and not truncate:
+        raise APIResponseError(
+            f"The response body ({response.content_length:,} bytes) exceeds the "
+            f"{limit:,}-byte limit.",
+            status=response.status,
+            request_id=response.headers.get(C.REQUEST_ID_HEADER),
+        )
+    buffer = bytearray()
+    while True:
+        chunk = await response.content.readany()
+        if not chunk:
+            return bytes(buffer)
+        buffer += chunk
+        if len(buffer) > limit:
+            if truncate:
+                return bytes(buffer[:limit])
+            raise APIResponseError(
+                f"The response body exceeds the {limit:,}-byte limit.",
+                status=response.status,
+                request_id=response.headers.get(C.REQUEST_ID_HEADER),
+            )
+
+
+def release_response(response: aiohttp.ClientResponse | None) -> None:
+    """Give a streaming response's connection back: closed unless already at EOF."""
+    if response is None:
+        return
+    if response.content.is_eof():
+        response.release()
+    else:
+        # Not draining: a bounded drain would need its own timeout (openai-python#3440).
+        response.close()

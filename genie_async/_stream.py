@@ -1,0 +1,972 @@
+"""``EventStream``: one turn's events as an async iterator, with pauses and recovery.
+
+The stream does the I/O; :class:`~genie_async._turn.TurnState` decides what each event
+means. Procedures (reference §9):
+
+A. ``skill.confirmation_required``: deliver it, get a decision (hook, or the consumer via
+   :meth:`EventStream.approve` / :meth:`EventStream.reject`, fail closed after
+   ``Timeouts.decision``), post it once, keep reading the same stream.
+B. A drop (transport error, EOF before ``processing.finished``, ``system.stream_interrupted``):
+   wait, reconnect to the run with ``Last-Event-ID``; after ``reconnect_attempts`` failures,
+   replay ``/conversations/events`` (all pages first), then poll until the turn ends.
+C. ``runtime_connection.auth_required``: hand the link to the hook, let the original stream
+   end, poll the link until ``authorized``, then read the resumed reply (a new run) from the
+   message history, de-duplicated by ``message_id``.
+E. A drop before any event: find the message in the history and follow its run; never
+   re-POST it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import types
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
+
+import aiohttp
+import msgspec
+
+from . import _constants as C
+from . import _hints
+from ._config import RetryPolicy, Timeouts
+from ._hooks import (
+    Approve,
+    AuthHook,
+    AuthRequest,
+    ConfirmationHook,
+    Decision,
+    DecisionRecord,
+    Decline,
+    Reject,
+)
+from ._http import TRANSPORT_ERRORS, release_response, to_genie_error
+from ._turn import Action, StreamCursor, TurnState, format_timestamp, parse_timestamp, sort_key
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    AuthPauseTimeoutError,
+    EventsExpiredError,
+    GenieError,
+    HookError,
+    MessageNotConfirmedError,
+    NotFoundError,
+    RecoveryError,
+    StreamClosedError,
+    StreamError,
+    StreamStalledError,
+    UsageError,
+)
+from .events import (
+    AgentMessage,
+    GenieEvent,
+    RuntimeConnectionAuthRequired,
+    SkillConfirmationRequired,
+    decode_event,
+    event_from_object,
+)
+from .sse import SSEDecoder
+
+if TYPE_CHECKING:
+    from ._models import ConversationInfo, EventPage, Message, Page, RuntimeConnectionLink
+
+logger = logging.getLogger("genie_async")
+
+T = TypeVar("T")
+
+Outcome = Literal[
+    "completed",
+    "connection_declined",
+    "connection_rejected",
+    "connection_expired",
+    "connection_failed",
+]
+
+_SILENT = frozenset({Action.KEEPALIVE, Action.DUPLICATE, Action.FOREIGN})
+_FATAL_RECONNECT_STATUSES = frozenset({401, 403})
+# How far before our own send time persisted events are fetched when nothing was received
+# yet: client and server clocks disagree; events of other runs are filtered out anyway.
+_CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+class TurnAPI(Protocol):
+    """The calls a stream makes; implemented by :class:`~genie_async.Conversation`."""
+
+    conversation_id: str
+    known_runs: set[str]
+
+    @property
+    def timeouts(self) -> Timeouts: ...
+
+    @property
+    def retry(self) -> RetryPolicy: ...
+
+    @property
+    def max_event_bytes(self) -> int: ...
+
+    @property
+    def host(self) -> str: ...
+
+    async def post_message(
+        self,
+        text: str,
+        sent_at: str,
+        *,
+        post: Callable[[str], Awaitable[T]],
+        attach: Callable[[str], Awaitable[T]],
+    ) -> T: ...
+
+    async def find_accepted_run(self, text: str | None, sent_at: str | None) -> str | None: ...
+
+    async def open_send(
+        self, text: str, file_id: str | None, idempotency_key: str
+    ) -> aiohttp.ClientResponse: ...
+
+    async def open_run(self, run_id: str, last_event_id: str | None) -> aiohttp.ClientResponse: ...
+
+    async def resolve_file(self, file: object) -> str | None: ...
+
+    async def info(self) -> ConversationInfo: ...
+
+    async def message_page(self, *, limit: int, cursor: str | None = None) -> Page[Message]: ...
+
+    async def event_page(self, *, since: str | None, limit: int) -> EventPage: ...
+
+    async def submit_decision(self, call_id: str, decision: Decision) -> None: ...
+
+    async def connection_link(self, attempt_id: str) -> RuntimeConnectionLink: ...
+
+    async def reject_connection(self, attempt_id: str, reason: str | None = None) -> None: ...
+
+    def track(self, stream: EventStream) -> None: ...
+
+    def untrack(self, stream: EventStream) -> None: ...
+
+
+class _SendRequest:
+    __slots__ = ("file", "text")
+
+    def __init__(self, text: str, file: object) -> None:
+        self.text = text
+        self.file = file
+
+
+class _Budget:
+    """Backoff and wall-clock budget shared by the reconnects and replays after a drop."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self.started: float | None = None
+        self.waits = 0
+
+    def reset(self) -> None:
+        self.started = None
+        self.waits = 0
+
+    def next_wait(self, hint: float | None = None, *, cap: float | None = None) -> float:
+        policy = self.policy
+        if self.started is None:
+            self.started = policy.clock()
+        self.waits += 1
+        wait = hint if hint is not None else policy.wait_for(self.waits, None)
+        if cap is not None:
+            wait = min(wait, cap)
+        if policy.clock() - self.started + wait > policy.wait_budget:
+            raise RecoveryError(
+                f"Gave up recovering the stream after {self.waits - 1} attempts "
+                f"({policy.wait_budget:g} s retry budget).",
+                hint="The service kept failing; stream.cursor can resume the turn later.",
+            )
+        return wait
+
+
+class EventStream:
+    """One turn's events. Use it as ``async with conversation.send(...) as stream:``.
+
+    Iterating yields typed events (:mod:`genie_async.events`) exactly once each and in
+    order: keep-alives are filtered, drops are recovered, the pauses are handled by the
+    hooks. It is also usable with a plain ``async for``, and :meth:`aclose` (alias
+    :meth:`close`) may be called at any time, from any task, any number of times.
+    """
+
+    def __init__(
+        self,
+        api: TurnAPI,
+        state: TurnState,
+        *,
+        send: _SendRequest | None,
+        on_skill_confirmation: ConfirmationHook | None,
+        on_auth_required: AuthHook | None,
+    ) -> None:
+        self._api = api
+        self._state = state
+        self._send = send
+        self._confirm_hook = on_skill_confirmation
+        self._auth_hook = on_auth_required
+        self._timeouts = api.timeouts
+        self._policy = api.retry
+        self._agen = cast("types.AsyncGeneratorType[GenieEvent, None]", self._run())
+        self._entered = False
+        self._started = False
+        self._finished = False
+        self._closed = False
+        self._closed_event = asyncio.Event()
+        self._response: aiohttp.ClientResponse | None = None
+        self._request_id: str | None = None
+        self._decisions: dict[str, DecisionRecord] = {}
+        self._submitting: set[str] = set()
+        self._awaiting_consumer: dict[str, SkillConfirmationRequired] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._background_error: BaseException | None = None
+        self._declined: str | None = None
+        self._outcome: Outcome | None = None
+        # Stall watchdog: one timer, re-armed lazily, so progress costs one float store.
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._last_progress = 0.0
+        self._pauses = 0
+        self._stalled = False
+        self._interrupt_wait: float | None = None
+        api.track(self)
+
+    # --- public surface -------------------------------------------------------------------
+
+    @property
+    def conversation_id(self) -> str:
+        return self._state.conversation_id
+
+    @property
+    def genie_run_id(self) -> str | None:
+        """The run of this turn, once known."""
+        return self._state.genie_run_id
+
+    @property
+    def request_id(self) -> str | None:
+        """``x-request-id`` of the request that produced the current (or last) connection."""
+        return self._request_id
+
+    @property
+    def cursor(self) -> StreamCursor:
+        """A serialisable checkpoint: ``Conversation.resume(cursor)`` continues from here."""
+        return self._state.cursor()
+
+    @property
+    def final_text(self) -> str | None:
+        """The text of the last genie message so far (the final answer once the turn ended)."""
+        return self._state.final_text
+
+    @property
+    def outcome(self) -> Outcome | None:
+        """How the turn ended, once it has: ``completed``, or a runtime-connection outcome."""
+        return self._outcome
+
+    @property
+    def decisions(self) -> Mapping[str, DecisionRecord]:
+        """Every confirmation decided by this stream, by ``call_id``."""
+        return dict(self._decisions)
+
+    @property
+    def pending_confirmations(self) -> list[SkillConfirmationRequired]:
+        """Confirmations waiting for :meth:`approve` / :meth:`reject` (no hook given)."""
+        return list(self._awaiting_consumer.values())
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def approve(self, call_id: str | None = None) -> None:
+        """Approve a pending confirmation (the only one when ``call_id`` is omitted)."""
+        await self._consumer_decides(call_id, Approve())
+
+    async def reject(self, reason: str | None = None, *, call_id: str | None = None) -> None:
+        """Reject a pending confirmation (the only one when ``call_id`` is omitted)."""
+        await self._consumer_decides(call_id, Reject(reason))
+
+    async def decline_connection(self, reason: str | None = None) -> None:
+        """Decline the pending runtime connection; the turn then ends."""
+        pause = self._state.auth_pause
+        if pause is None or pause.runtime_connection_attempt_id is None:
+            raise UsageError("No runtime-connection pause with an attempt id is pending.")
+        await self._api.reject_connection(pause.runtime_connection_attempt_id, reason)
+        self._declined = reason or ""
+
+    async def until_done(self) -> list[GenieEvent]:
+        """Consume the rest of the turn and return the events delivered by this call."""
+        return [event async for event in self]
+
+    def __aiter__(self) -> AsyncIterator[GenieEvent]:
+        if self._finished or self._closed:
+            raise StreamClosedError("This stream has ended or was closed; send a new turn.")
+        return self
+
+    def __anext__(self) -> Awaitable[GenieEvent]:
+        if self._closed and not self._agen.ag_running:
+            raise StreamClosedError("This stream was closed.")
+        return self._agen.__anext__()
+
+    async def __aenter__(self) -> EventStream:
+        if self._entered:
+            raise UsageError("This stream was already entered.")
+        self._entered = True
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Release the connection and stop the turn's background work. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._closed_event.set()
+        self._disarm_watchdog()
+        response, self._response = self._response, None
+        release_response(response)
+        for task in list(self._background):
+            task.cancel()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        if not self._agen.ag_running:
+            # Runs the generator's finally blocks now, never at garbage collection.
+            await self._agen.aclose()
+        self._api.untrack(self)
+
+    close = aclose
+
+    def __repr__(self) -> str:
+        return (
+            f"<EventStream conversation={self.conversation_id!r} run={self.genie_run_id!r} "
+            f"delivered={self._state.delivered} closed={self._closed}>"
+        )
+
+    # --- the turn ----------------------------------------------------------------------------
+
+    async def _run(self) -> AsyncGenerator[GenieEvent, None]:
+        state = self._state
+        policy = self._policy
+        try:
+            response = await self._open_initial()
+            budget = _Budget(policy)
+            failed_reconnects = 0  # consecutive reconnects that delivered nothing
+            idle_polls = 0
+            while True:
+                retry_after: float | None = None
+                if response is not None:
+                    delivered_before = state.delivered
+                    # _read returns right after delivering processing.finished.
+                    async with contextlib.aclosing(self._read(response)) as live:
+                        async for event in live:
+                            yield event
+                    retry_after = self._interrupt_wait
+                    if state.delivered != delivered_before:
+                        budget.reset()
+                        failed_reconnects = 0
+                    response = None
+                if state.finished:
+                    self._outcome = "completed"
+                    return
+                if state.auth_pause is not None:
+                    async with contextlib.aclosing(self._complete_auth_pause()) as resumed:
+                        async for event in resumed:
+                            yield event
+                    return
+                if state.genie_run_id is None:
+                    await self._find_accepted_run()
+                if failed_reconnects < policy.reconnect_attempts:
+                    failed_reconnects += 1
+                    await self._sleep(budget.next_wait(retry_after))
+                    response, refused = await self._try_reconnect()
+                    if refused:
+                        failed_reconnects = policy.reconnect_attempts
+                    continue
+                # Reconnecting failed: replay the persisted events (reference §9.3 step 4).
+                decided_before = len(state.decided)
+                async with contextlib.aclosing(self._replay_persisted()) as replayed:
+                    async for event in replayed:
+                        yield event
+                if state.is_finished():  # a method: the replay changed it behind mypy's back
+                    self._outcome = "completed"
+                    return
+                if state.is_parked():  # the replay reached a runtime-connection pause
+                    continue
+                if len(state.decided) != decided_before:
+                    failed_reconnects = 0  # the run resumes live: read its continuation
+                    continue
+                if (await self._api.info()).is_idle:
+                    idle_polls += 1
+                    if idle_polls >= 2:
+                        # Idle, yet no processing.finished was persisted: take the genie's
+                        # reply from the history, the durable source of truth (§4.8).
+                        async with contextlib.aclosing(
+                            self._history_replies(since=state.sent_at)
+                        ) as replies:
+                            async for event in replies:
+                                yield event
+                        logger.warning(
+                            "turn %s ended without a persisted processing.finished; "
+                            "completed it from the message history",
+                            state.genie_run_id,
+                        )
+                        self._outcome = "completed"
+                        return
+                await self._sleep(budget.next_wait(cap=C.DEFAULT_POLL_MAX))
+        except StreamError as exc:
+            if exc.cursor is None:
+                exc.cursor = self._state.cursor()
+            raise
+        finally:
+            self._finished = True
+            self._disarm_watchdog()
+            release_response(self._response)
+            self._response = None
+            for task in list(self._background):
+                task.cancel()
+            if state.genie_run_id is not None:
+                self._api.known_runs.add(state.genie_run_id)
+
+    async def _read(self, response: aiohttp.ClientResponse) -> AsyncGenerator[GenieEvent, None]:
+        """Deliver one connection's events until it ends, drops or the turn finishes.
+
+        The hot path: per chunk one decoder call; per event one decode, one ``observe``
+        and one yield. Sets ``_interrupt_wait`` when the server interrupted the stream.
+        """
+        state = self._state
+        self._interrupt_wait = None
+        self._response = response
+        self._request_id = response.headers.get(C.REQUEST_ID_HEADER)
+        self._arm_watchdog()
+        try:
+            content = response.content
+            decoder = SSEDecoder(max_event_bytes=self._api.max_event_bytes)
+            observe = state.observe
+            loop = asyncio.get_running_loop()
+            while True:
+                chunk = await content.readany()
+                if not chunk:
+                    break
+                if self._background_error is not None:
+                    raise self._background_error
+                delivered_before = state.delivered
+                interrupted = False
+                for sse in decoder.feed(chunk):
+                    event = decode_event(sse.data, sse.event)
+                    action = observe(event)
+                    if action is Action.DELIVER:
+                        yield event
+                    elif action in _SILENT:
+                        continue
+                    elif action is Action.INTERRUPTED:
+                        self._interrupt_wait = _retry_after_seconds(event)
+                        interrupted = True
+                        break
+                    else:
+                        if action is Action.AUTH_PAUSE:
+                            event = await self._with_link(event)
+                        yield event
+                        if action is Action.FINISHED:
+                            return
+                        await self._after_pause_event(event, action)
+                if state.delivered != delivered_before:
+                    self._last_progress = loop.time()
+                if interrupted:
+                    break
+        except TRANSPORT_ERRORS as exc:
+            drop = to_genie_error(
+                exc,
+                method="GET",
+                path="(event stream)",
+                host=self._api.host,
+                request_id=self._request_id,
+            )
+            logger.debug("stream dropped: %s", drop)
+        finally:
+            self._disarm_watchdog()
+            self._response = None
+            release_response(response)
+        # Only on the paths that end this connection normally or by a drop, never while a
+        # cancellation or generator close is propagating.
+        self._raise_if_stopped()
+
+    async def _open_initial(self) -> aiohttp.ClientResponse | None:
+        """The POST that sends the message, or ``None`` when resuming (recover first)."""
+        if self._send is None:
+            return None
+        spec = self._send
+        file_id = await self._api.resolve_file(spec.file)
+        state = self._state
+        state.sent_at = sent_at = format_timestamp(dt.datetime.now(dt.timezone.utc))
+
+        async def post(key: str) -> aiohttp.ClientResponse:
+            return await self._api.open_send(spec.text, file_id, key)
+
+        async def attach(run: str) -> aiohttp.ClientResponse:
+            logger.debug("the message was accepted despite the error; attaching to %s", run)
+            state.genie_run_id = run
+            return await self._api.open_run(run, None)
+
+        return await self._api.post_message(spec.text, sent_at, post=post, attach=attach)
+
+    async def _find_accepted_run(self) -> None:
+        """Procedure E: dropped before any event. Follow the message's run, or give up."""
+        budget = _Budget(self._policy)
+        idle_without_message = 0
+        while True:
+            run = await self._api.find_accepted_run(self._state.message, self._state.sent_at)
+            if run is not None:
+                self._state.genie_run_id = run
+                return
+            info = await self._api.info()
+            if info.is_idle:
+                idle_without_message += 1
+                if idle_without_message >= 2:
+                    raise MessageNotConfirmedError(
+                        "The stream dropped before the first event and the message is not in "
+                        "the conversation's history.",
+                        hint=_hints.NOT_CONFIRMED,
+                        request_id=info.request_id,
+                    )
+            await self._sleep(
+                budget.next_wait(cap=C.DEFAULT_POLL_MAX if idle_without_message else None)
+            )
+
+    async def _try_reconnect(self) -> tuple[aiohttp.ClientResponse | None, bool]:
+        """One reconnect to the run with ``Last-Event-ID``: (response, refused).
+
+        ``refused`` means a 4xx other than 401/403: the reconnect endpoint will not serve
+        this run, so go straight to the persisted events. 401/403 are fatal.
+        """
+        state = self._state
+        assert state.genie_run_id is not None
+        try:
+            return await self._api.open_run(state.genie_run_id, state.last_event_id), False
+        except APIStatusError as exc:
+            if exc.status in _FATAL_RECONNECT_STATUSES:
+                raise
+            logger.debug("reconnect failed with %d", exc.status)
+            return None, exc.status < 500
+        except APIConnectionError as exc:
+            logger.debug("reconnect failed: %s", exc)
+            return None, False
+
+    async def _replay_persisted(self) -> AsyncGenerator[GenieEvent, None]:
+        """One pass over the persisted events, delivered like live ones (§9.3 step 4)."""
+        state = self._state
+        for replayed in await self._persisted_events():
+            action = state.observe(replayed)
+            if action in _SILENT or action is Action.INTERRUPTED:
+                continue
+            event = await self._with_link(replayed) if action is Action.AUTH_PAUSE else replayed
+            yield event
+            if action is Action.FINISHED:
+                return
+            await self._after_pause_event(event, action)
+
+    async def _persisted_events(self) -> list[GenieEvent]:
+        """All pages of ``/conversations/events`` for this run, read before any is used."""
+        state = self._state
+        since = state.last_created_at
+        if since is None:
+            sent = parse_timestamp(state.sent_at)
+            since = format_timestamp(sent - _CLOCK_SKEW) if sent else None
+        moment = parse_timestamp(since)
+        if (
+            moment is not None
+            and (dt.datetime.now(dt.timezone.utc) - moment).total_seconds()
+            > C.EVENT_RETENTION_SECONDS
+        ):
+            raise EventsExpiredError(
+                f"The turn's events since {since} are past the 24-hour retention window.",
+                hint=_hints.RETENTION,
+            )
+        collected: dict[object, dict[str, Any]] = {}
+        cursor = since
+        for _ in range(C.MAX_PAGES):
+            page = await self._api.event_page(since=cursor, limit=C.EVENTS_PAGE_LIMIT)
+            added = 0
+            for raw in page.events:
+                key: object = raw.get("event_id") or (raw.get("genie_run_id"), raw.get("seq_num"))
+                if key not in collected:
+                    collected[key] = raw
+                    added += 1
+            following = page.next_since_created_at
+            # Stop when the server says so, or when a page brings nothing new (a loop guard).
+            if following is None or following == cursor or added == 0:
+                break
+            cursor = following
+        run = state.genie_run_id
+        mine = [raw for raw in collected.values() if raw.get("genie_run_id") in (run, None)]
+        mine.sort(key=sort_key)
+        return [event_from_object(raw) for raw in mine]
+
+    async def _history_replies(self, *, since: str | None) -> AsyncGenerator[GenieEvent, None]:
+        """Genie messages of this turn from the history that no event delivered yet."""
+        state = self._state
+        for message in await self._recent_messages(since):
+            if message.source != "genie" or message.message_id in state.delivered_message_ids:
+                continue
+            if message.genie_run_id not in (state.genie_run_id, None):
+                continue
+            state.record_history_message(message.message_id, message.content)
+            yield _message_event(message, state.conversation_id)
+
+    async def _recent_messages(self, since: str | None) -> list[Message]:
+        """History entries created at or after ``since``, oldest first."""
+        floor = parse_timestamp(since)
+        found: list[Message] = []
+        cursor: str | None = None
+        for _ in range(C.MAX_PAGES):
+            page = await self._api.message_page(limit=C.DEFAULT_PAGE_LIMIT, cursor=cursor)
+            reached_floor = False
+            for message in page.items:  # newest first
+                created = parse_timestamp(message.created_at)
+                if floor is not None and created is not None and created < floor:
+                    reached_floor = True
+                    break
+                found.append(message)
+            if reached_floor or page.cursor is None or floor is None:
+                break
+            cursor = page.cursor
+        found.reverse()
+        return found
+
+    # --- pauses ------------------------------------------------------------------------------
+
+    async def _after_pause_event(self, event: GenieEvent, action: Action) -> None:
+        if action is Action.CONFIRMATION:
+            assert isinstance(event, SkillConfirmationRequired)
+            await self._decide(event)
+        elif action is Action.AUTH_PAUSE:
+            assert isinstance(event, RuntimeConnectionAuthRequired)
+            await self._call_auth_hook(event, event.auth_link)
+
+    async def _decide(self, event: SkillConfirmationRequired) -> None:
+        call_id = event.call_id
+        if call_id in self._state.decided:
+            return
+        if self._confirm_hook is None:
+            # The consumer decides with approve()/reject(); reject if nobody does in time.
+            self._awaiting_consumer[call_id] = event
+            self._pause_stall()
+            self._spawn(self._expire_decision(call_id))
+            return
+        self._pause_stall()
+        try:
+            try:
+                decision: object = await self._bounded(
+                    self._confirm_hook(event), self._timeouts.decision
+                )
+                source: Literal["hook", "timeout"] = "hook"
+            except asyncio.TimeoutError:
+                logger.warning(
+                    "on_skill_confirmation gave no decision for %s within %g s; rejecting",
+                    call_id,
+                    self._timeouts.decision,
+                )
+                decision = Reject(f"No decision within {self._timeouts.decision:g} s.")
+                source = "timeout"
+            except (asyncio.CancelledError, StreamClosedError):
+                raise
+            except Exception as exc:
+                await self._submit(call_id, Reject("The confirmation hook failed."), "hook_error")
+                raise HookError(
+                    f"on_skill_confirmation raised {type(exc).__name__} for {call_id}; the "
+                    "skill was rejected.",
+                    hint="Fix the hook; the rejection was posted so the turn could go on.",
+                ) from exc
+            if not isinstance(decision, (Approve, Reject)):
+                await self._submit(call_id, Reject("Invalid decision."), "hook_error")
+                raise HookError(
+                    f"on_skill_confirmation returned {decision!r}; expected Approve() or "
+                    "Reject(reason). The skill was rejected."
+                )
+            await self._submit(call_id, decision, source)
+        finally:
+            self._resume_stall()
+
+    async def _consumer_decides(self, call_id: str | None, decision: Decision) -> None:
+        if call_id is None:
+            if len(self._awaiting_consumer) != 1:
+                raise UsageError(
+                    f"{len(self._awaiting_consumer)} confirmations are pending; pass call_id."
+                )
+            call_id = next(iter(self._awaiting_consumer))
+        if call_id in self._state.decided or call_id in self._submitting:
+            logger.debug("confirmation %s is already decided; ignoring", call_id)
+            return
+        await self._submit(call_id, decision, "consumer")
+
+    async def _expire_decision(self, call_id: str) -> None:
+        await asyncio.sleep(self._timeouts.decision)
+        if call_id in self._state.decided or call_id in self._submitting:
+            return
+        logger.warning(
+            "no decision for confirmation %s within %g s; rejecting",
+            call_id,
+            self._timeouts.decision,
+        )
+        try:
+            await self._submit(
+                call_id, Reject(f"No decision within {self._timeouts.decision:g} s."), "timeout"
+            )
+        except GenieError as exc:
+            # Surfaced by the reading loop: the turn cannot continue undecided.
+            self._background_error = exc
+
+    async def _submit(
+        self,
+        call_id: str,
+        decision: Decision,
+        source: Literal["hook", "consumer", "timeout", "hook_error"],
+    ) -> None:
+        """Post a decision exactly once per ``call_id``, across reconnects."""
+        if call_id in self._state.decided or call_id in self._submitting:
+            return
+        self._submitting.add(call_id)
+        try:
+            await self._api.submit_decision(call_id, decision)
+        finally:
+            self._submitting.discard(call_id)
+        resolution: Literal["approved", "rejected"] = (
+            "approved" if isinstance(decision, Approve) else "rejected"
+        )
+        reason = decision.reason if isinstance(decision, Reject) else None
+        self._state.record_decision(call_id, resolution)
+        self._decisions[call_id] = DecisionRecord(call_id, resolution, reason, source)
+        if self._awaiting_consumer.pop(call_id, None) is not None:
+            self._resume_stall()
+
+    async def _with_link(self, event: GenieEvent) -> GenieEvent:
+        """Fill ``auth_link`` from the link endpoint when the event carries only the id."""
+        if not isinstance(event, RuntimeConnectionAuthRequired) or event.auth_link is not None:
+            return event
+        attempt = event.runtime_connection_attempt_id
+        if attempt is None:
+            return event
+        try:
+            link = await self._api.connection_link(attempt)
+        except NotFoundError:
+            return event  # the link endpoint 404s on some deployments (reference §4.12)
+        if link.auth_link is None:
+            return event
+        enriched = msgspec.structs.replace(event, auth_link=link.auth_link)
+        self._state.auth_pause = enriched
+        return enriched
+
+    async def _call_auth_hook(self, event: RuntimeConnectionAuthRequired, link: Any) -> None:
+        if self._auth_hook is None:
+            return
+        request = AuthRequest(
+            event=event, link=link, attempt_id=event.runtime_connection_attempt_id
+        )
+        self._pause_stall()
+        try:
+            result: object = await self._bounded(self._auth_hook(request), self._timeouts.decision)
+        except asyncio.TimeoutError:
+            logger.warning("on_auth_required did not return within %g s", self._timeouts.decision)
+            return
+        except (asyncio.CancelledError, StreamClosedError):
+            raise
+        except Exception as exc:
+            raise HookError(
+                f"on_auth_required raised {type(exc).__name__}.",
+                hint="Fix the hook; the turn is still parked and can be resumed from "
+                "stream.cursor.",
+            ) from exc
+        finally:
+            self._resume_stall()
+        if isinstance(result, Decline) and event.runtime_connection_attempt_id is not None:
+            await self._api.reject_connection(event.runtime_connection_attempt_id, result.reason)
+            self._declined = result.reason or ""
+        elif result is not None and not isinstance(result, Decline):
+            raise HookError(f"on_auth_required returned {result!r}; expected None or Decline().")
+
+    async def _complete_auth_pause(self) -> AsyncGenerator[GenieEvent, None]:
+        """Procedure C: wait for the user's authorization, then read the resumed reply."""
+        state = self._state
+        pause = state.auth_pause
+        assert pause is not None
+        attempt = pause.runtime_connection_attempt_id
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeouts.auth
+        self._pause_stall()
+        poll = _Budget(
+            RetryPolicy(
+                wait_initial=C.DEFAULT_POLL_INITIAL,
+                wait_max=C.DEFAULT_POLL_MAX,
+                wait_budget=self._timeouts.auth,
+                clock=self._policy.clock,
+                sleep=self._policy.sleep,
+                random=self._policy.random,
+            )
+        )
+        last_link = pause.auth_link
+        link_endpoint = attempt is not None
+        while link_endpoint and self._declined is None:
+            assert attempt is not None
+            try:
+                link = await self._api.connection_link(attempt)
+            except NotFoundError:
+                logger.debug("link endpoint unavailable; waiting on the message history instead")
+                link_endpoint = False
+                break
+            if link.authorized:
+                break
+            if link.status != "auth_required":
+                self._outcome = _link_outcome(link.status)
+                return
+            if link.auth_link is not None and link.auth_link != last_link:
+                last_link = link.auth_link
+                await self._call_auth_hook(pause, last_link)
+            self._check_auth_deadline(loop, deadline)
+            await self._sleep(self._poll_wait(poll))
+        if self._declined is not None:
+            self._outcome = "connection_declined"
+            return
+        # The resumed turn is a new run, only in the message history (reference §9.4).
+        seen_any = False
+        while True:
+            for message in await self._recent_messages(state.auth_paused_at):
+                if message.source != "genie" or message.message_id in state.delivered_message_ids:
+                    continue
+                if message.genie_run_id == state.genie_run_id:
+                    continue  # a progress note of the parked run, already streamed or not ours
+                state.record_history_message(message.message_id, message.content)
+                seen_any = True
+                yield _message_event(message, state.conversation_id)
+            if seen_any and (await self._api.info()).is_idle:
+                self._outcome = "completed"
+                return
+            self._check_auth_deadline(loop, deadline)
+            await self._sleep(self._poll_wait(poll))
+
+    def _poll_wait(self, budget: _Budget) -> float:
+        try:
+            return budget.next_wait()
+        except RecoveryError:
+            return C.DEFAULT_POLL_MAX  # the auth deadline, not the budget, bounds this wait
+
+    def _check_auth_deadline(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        if loop.time() > deadline:
+            raise AuthPauseTimeoutError(
+                f"The end user did not authorize the connection within {self._timeouts.auth:g} s.",
+                hint="Show the link again (the turn is still parked) and resume later from "
+                "stream.cursor, or decline it with stream.decline_connection().",
+            )
+
+    # --- timers, sleeps and background work ------------------------------------------------
+
+    def _arm_watchdog(self) -> None:
+        stall = self._timeouts.stall
+        if stall is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._last_progress = loop.time()
+        self._disarm_watchdog()
+        self._watchdog = loop.call_at(self._last_progress + stall, self._check_stall)
+
+    def _disarm_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+    def _check_stall(self) -> None:
+        stall = self._timeouts.stall
+        assert stall is not None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        deadline = self._last_progress + stall
+        if self._pauses > 0:
+            self._watchdog = loop.call_at(now + stall, self._check_stall)
+            return
+        if now < deadline:
+            self._watchdog = loop.call_at(deadline, self._check_stall)
+            return
+        self._watchdog = None
+        self._stalled = True
+        logger.debug("no meaningful event for %g s; closing the stream", stall)
+        if self._response is not None:
+            self._response.close()  # the pending read raises; _raise_if_stopped explains why
+
+    def _pause_stall(self) -> None:
+        self._pauses += 1
+
+    def _resume_stall(self) -> None:
+        self._pauses = max(self._pauses - 1, 0)
+        with contextlib.suppress(RuntimeError):
+            self._last_progress = asyncio.get_running_loop().time()
+
+    def _raise_if_stopped(self) -> None:
+        if self._closed:
+            raise StreamClosedError("The stream was closed while it was being read.")
+        if self._stalled:
+            stall = self._timeouts.stall or 0.0
+            raise StreamStalledError(
+                f"No event other than keep-alives arrived for {stall:g} s.",
+                hint=_hints.STALLED.format(seconds=stall),
+                request_id=self._request_id,
+            )
+
+    async def _bounded(self, awaitable: Awaitable[T], timeout: float) -> T:
+        """Await a hook with a timeout, giving up early if the stream is closed."""
+        task = asyncio.ensure_future(awaitable)
+        closed = asyncio.ensure_future(self._closed_event.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {task, closed}, timeout=timeout, return_when="FIRST_COMPLETED"
+            )
+        finally:
+            closed.cancel()
+        if task in done:
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        if closed in done:
+            raise StreamClosedError("The stream was closed while a hook was running.")
+        raise asyncio.TimeoutError
+
+    async def _sleep(self, seconds: float) -> None:
+        """A recovery wait (the policy's injectable sleep) that a close interrupts."""
+        if seconds <= 0:
+            return
+        sleeper = asyncio.ensure_future(self._policy.sleep(seconds))
+        closed = asyncio.ensure_future(self._closed_event.wait())
+        try:
+            await asyncio.wait({sleeper, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, closed):
+                task.cancel()
+            await asyncio.gather(sleeper, closed, return_exceptions=True)
+        self._raise_if_stopped()
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _retry_after_seconds(event: GenieEvent) -> float | None:
+    value = getattr(event, "retry_after_ms", None)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value / 1000.0
+    return None
+
+
+def _link_outcome(status: str) -> Outcome:
+    if status in ("rejected", "declined"):
+        return "connection_rejected"
+    if status == "expired":
+        return "connection_expired"
+    return "connection_failed"
+
+
+def _message_event(message: Message, conversation_id: str) -> AgentMessage:
+    """A history entry as the ``agent.message`` the live stream would have carried."""
+    return AgentMessage(
+        message=message.content,
+        message_id=message.message_id,
+        conversation_id=conversation_id,
+        genie_run_id=message.genie_run_id,
+        created_at=message.created_at,
+    )

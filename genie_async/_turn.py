@@ -1,0 +1,282 @@
+"""What each event means for a turn: pure state, no I/O.
+
+:meth:`TurnState.observe` decides, for every decoded event, whether the consumer sees it and
+what the stream must do next (pause, end, recover). The stream class only does I/O and calls
+it, which is what makes recovery testable without a network.
+
+Rules (reference §9.3, §9.7):
+
+* keep-alives and ``system.stream_interrupted`` are control frames: never delivered, never
+  advance the resume cursor;
+* an event is a duplicate when its ``event_id`` or its ``seq_num`` (within the run; it
+  restarts at 1 for every run) was seen, or it lies at or before the cursor a resumed turn
+  started from;
+* only delivered (persisted) events advance the cursor.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+import msgspec
+
+from .events import (
+    KEEPALIVE_TYPE,
+    AgentMessage,
+    GenieEvent,
+    RuntimeConnectionAuthRequired,
+    SkillConfirmationRequired,
+)
+
+__all__ = ["Action", "StreamCursor", "TurnState", "parse_timestamp"]
+
+_FINISHED = "processing.finished"
+_INTERRUPTED = "system.stream_interrupted"
+_CONFIRMATION = "skill.confirmation_required"
+_AUTH_REQUIRED = "runtime_connection.auth_required"
+
+
+class Action(enum.Enum):
+    """What the stream does with an observed event."""
+
+    KEEPALIVE = "keepalive"  # drop silently
+    INTERRUPTED = "interrupted"  # the server ended this connection early: recover
+    DUPLICATE = "duplicate"  # already delivered
+    FOREIGN = "foreign"  # belongs to another run (seen when replaying by time)
+    DELIVER = "deliver"
+    CONFIRMATION = "confirmation"  # deliver, then get a decision
+    AUTH_PAUSE = "auth_pause"  # deliver, then wait for the user's authorization
+    FINISHED = "finished"  # deliver, then end the turn
+
+
+class StreamCursor(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A small serialisable checkpoint of a turn, for ``Conversation.resume(cursor)``.
+
+    Store ``cursor.to_json()`` anywhere (a queue message, a database row); another process
+    rebuilds it with :meth:`from_json` and picks the turn up with no event lost or repeated.
+    """
+
+    conversation_id: str
+    genie_run_id: str | None = None
+    last_event_id: str | None = None
+    last_created_at: str | None = None
+    last_seq_num: int | None = None
+    sent_at: str | None = None
+    message: str | None = None
+    decided: dict[str, str] = msgspec.field(default_factory=dict)
+    auth_attempt_id: str | None = None
+    auth_paused_at: str | None = None
+    finished: bool = False
+
+    def to_json(self) -> str:
+        return msgspec.json.encode(self).decode()
+
+    @classmethod
+    def from_json(cls, data: str | bytes) -> StreamCursor:
+        return msgspec.json.decode(data, type=cls)
+
+
+def parse_timestamp(value: str | None) -> dt.datetime | None:
+    """A tolerant RFC 3339 parser (fractions of any length, ``Z`` or an offset)."""
+    if not value:
+        return None
+    text = value.strip().replace("z", "Z")
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    if "." in text:
+        # Python 3.10 accepts only 3 or 6 fraction digits: normalise to 6.
+        head, _, rest = text.partition(".")
+        digits = "".join(ch for ch in rest if ch.isdigit())
+        tail = rest[len(digits) :]
+        text = f"{head}.{(digits + '000000')[:6]}{tail}"
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed
+
+
+def format_timestamp(moment: dt.datetime) -> str:
+    return (
+        moment.astimezone(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    )
+
+
+class TurnState:
+    """Everything a turn has learnt so far. Mutated only through :meth:`observe` and the
+    few ``record_*`` methods; serialised by :meth:`cursor`."""
+
+    __slots__ = (
+        "auth_pause",
+        "auth_paused_at",
+        "conversation_id",
+        "decided",
+        "delivered",
+        "delivered_message_ids",
+        "final_text",
+        "finished",
+        "floor_event_id",
+        "floor_seq",
+        "genie_run_id",
+        "last_created_at",
+        "last_event_id",
+        "last_seq_num",
+        "message",
+        "pending_confirmation",
+        "seen_ids",
+        "seen_seq",
+        "sent_at",
+    )
+
+    def __init__(
+        self,
+        conversation_id: str,
+        *,
+        genie_run_id: str | None = None,
+        message: str | None = None,
+        sent_at: str | None = None,
+    ) -> None:
+        self.conversation_id = conversation_id
+        self.genie_run_id = genie_run_id
+        self.message = message
+        self.sent_at = sent_at
+        self.last_event_id: str | None = None
+        self.last_created_at: str | None = None
+        self.last_seq_num: int | None = None
+        self.seen_ids: set[str] = set()
+        self.seen_seq: set[int] = set()
+        self.floor_seq = 0
+        self.floor_event_id: str | None = None
+        self.finished = False
+        self.decided: dict[str, str] = {}
+        self.pending_confirmation: SkillConfirmationRequired | None = None
+        self.auth_pause: RuntimeConnectionAuthRequired | None = None
+        self.auth_paused_at: str | None = None
+        self.delivered_message_ids: set[str] = set()
+        self.final_text: str | None = None
+        self.delivered = 0
+
+    @classmethod
+    def from_cursor(cls, cursor: StreamCursor) -> TurnState:
+        state = cls(
+            cursor.conversation_id,
+            genie_run_id=cursor.genie_run_id,
+            message=cursor.message,
+            sent_at=cursor.sent_at,
+        )
+        state.last_event_id = cursor.last_event_id
+        state.last_created_at = cursor.last_created_at
+        state.last_seq_num = cursor.last_seq_num
+        # Everything at or before the cursor was delivered by whoever held it.
+        state.floor_seq = cursor.last_seq_num or 0
+        state.floor_event_id = cursor.last_event_id
+        state.decided = dict(cursor.decided)
+        state.finished = cursor.finished
+        state.auth_paused_at = cursor.auth_paused_at
+        if cursor.auth_attempt_id is not None or cursor.auth_paused_at is not None:
+            state.auth_pause = RuntimeConnectionAuthRequired(
+                runtime_connection_attempt_id=cursor.auth_attempt_id,
+                conversation_id=cursor.conversation_id,
+                genie_run_id=cursor.genie_run_id,
+                created_at=cursor.auth_paused_at,
+            )
+        return state
+
+    def cursor(self) -> StreamCursor:
+        pause = self.auth_pause
+        return StreamCursor(
+            conversation_id=self.conversation_id,
+            genie_run_id=self.genie_run_id,
+            last_event_id=self.last_event_id,
+            last_created_at=self.last_created_at,
+            last_seq_num=self.last_seq_num,
+            sent_at=self.sent_at,
+            message=self.message,
+            decided=dict(self.decided),
+            auth_attempt_id=pause.runtime_connection_attempt_id if pause else None,
+            auth_paused_at=self.auth_paused_at,
+            finished=self.finished,
+        )
+
+    def observe(self, event: GenieEvent) -> Action:
+        """Classify ``event`` and fold it into the state (only when it is delivered)."""
+        kind = event.type
+        if kind == KEEPALIVE_TYPE:
+            return Action.KEEPALIVE
+        if kind == _INTERRUPTED:
+            return Action.INTERRUPTED
+        run = event.genie_run_id
+        if run is not None:
+            if self.genie_run_id is None:
+                self.genie_run_id = run
+            elif run != self.genie_run_id:
+                return Action.FOREIGN
+        event_id = event.event_id
+        seq = event.seq_num
+        if event_id is not None and (event_id in self.seen_ids or event_id == self.floor_event_id):
+            return Action.DUPLICATE
+        if seq is not None:
+            if seq <= self.floor_seq or seq in self.seen_seq:
+                return Action.DUPLICATE
+            self.seen_seq.add(seq)
+            if self.last_seq_num is None or seq > self.last_seq_num:
+                self.last_seq_num = seq
+        if event_id is not None:
+            self.seen_ids.add(event_id)
+            self.last_event_id = event_id
+        if event.created_at is not None:
+            self.last_created_at = event.created_at
+        self.delivered += 1
+        if kind == _FINISHED:
+            self.finished = True
+            self.pending_confirmation = None
+            return Action.FINISHED
+        if kind == _CONFIRMATION and isinstance(event, SkillConfirmationRequired):
+            if event.call_id in self.decided:
+                return Action.DELIVER
+            self.pending_confirmation = event
+            return Action.CONFIRMATION
+        # Any later event of the run means an earlier confirmation pause is over.
+        self.pending_confirmation = None
+        if kind == _AUTH_REQUIRED and isinstance(event, RuntimeConnectionAuthRequired):
+            self.auth_pause = event
+            self.auth_paused_at = event.created_at
+            return Action.AUTH_PAUSE
+        if isinstance(event, AgentMessage):
+            self.final_text = event.text
+            if event.message_id is not None:
+                self.delivered_message_ids.add(event.message_id)
+        return Action.DELIVER
+
+    def is_finished(self) -> bool:
+        """Whether ``processing.finished`` was delivered."""
+        return self.finished
+
+    def is_parked(self) -> bool:
+        """Whether the turn reached a runtime-connection pause."""
+        return self.auth_pause is not None
+
+    def record_decision(self, call_id: str, resolution: str) -> None:
+        self.decided[call_id] = resolution
+        if self.pending_confirmation is not None and self.pending_confirmation.call_id == call_id:
+            self.pending_confirmation = None
+
+    def record_history_message(self, message_id: str, text: str) -> None:
+        self.delivered_message_ids.add(message_id)
+        self.final_text = text
+
+
+def sort_key(event: dict[str, Any]) -> tuple[dt.datetime, int, str]:
+    """Order persisted events by (created_at, seq_num, event_id) (reference §4.9, §9.3)."""
+    created = event.get("created_at")
+    moment = parse_timestamp(created if isinstance(created, str) else None)
+    seq = event.get("seq_num")
+    return (
+        moment or dt.datetime.min.replace(tzinfo=dt.timezone.utc),
+        seq if isinstance(seq, int) else 0,
+        str(event.get("event_id") or ""),
+    )
