@@ -205,17 +205,21 @@ def make_status_error(
     """The typed error for a non-2xx response; tolerates HTML and empty bodies."""
     secrets = tuple(secrets)
     content_type = headers.get("content-type", "")
-    body: Any
-    try:
-        body = _JSON_DECODER.decode(raw) if raw else None
-    except msgspec.DecodeError:
-        body = raw.decode("utf-8", "replace")
+    body: Any = None
+    is_json = False
+    if raw:
+        try:
+            body = _JSON_DECODER.decode(raw)
+            is_json = True
+        except msgspec.DecodeError:
+            body = raw.decode("utf-8", "replace")
     body = _scrub(body, secrets)
     code, message, body_request_id = _error_fields(body)
     if message is None:
-        kind = (content_type.split(";")[0].strip() or "no content type") if raw else None
-        reason = _REASONS.get(status, "HTTP error")
-        message = f"{reason} (non-JSON body: {kind}, {len(raw)} bytes)" if kind else reason
+        message = _REASONS.get(status, "HTTP error")
+        if raw and not is_json:
+            kind = content_type.split(";")[0].strip() or "no content type"
+            message += f" (non-JSON body: {kind}, {len(raw)} bytes)"
     request_id = headers.get(C.REQUEST_ID_HEADER) or body_request_id
     cls = _STATUS_CLASSES.get(status)
     if status == 401 and code in _AUTH_CODES:

@@ -72,6 +72,8 @@ from .sse import SSEDecoder
 if TYPE_CHECKING:
     from ._models import ConversationInfo, EventPage, Message, Page, RuntimeConnectionLink
 
+__all__ = ["EventStream", "Outcome"]
+
 logger = logging.getLogger("genie_async")
 
 T = TypeVar("T")

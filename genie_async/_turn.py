@@ -30,7 +30,7 @@ from .events import (
     SkillConfirmationRequired,
 )
 
-__all__ = ["Action", "StreamCursor", "TurnState", "parse_timestamp"]
+__all__ = ["StreamCursor"]  # the rest is internal to the stream
 
 _FINISHED = "processing.finished"
 _INTERRUPTED = "system.stream_interrupted"

@@ -32,11 +32,11 @@ from typing import Any, ClassVar, Union, cast
 import msgspec
 
 __all__ = [
-    "KEEPALIVE_TYPE",
     "AgentMessage",
     "AuthLink",
     "Event",
     "GenieEvent",
+    "KEEPALIVE_TYPE",
     "MalformedEvent",
     "Ping",
     "ProcessingFinished",
@@ -263,6 +263,8 @@ _BY_TAG: msgspec.json.Decoder[Any] = msgspec.json.Decoder(Union[tuple(_KNOWN.val
 _ANY: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
 _ENVELOPE_FIELDS = ("event_id", "conversation_id", "genie_run_id", "seq_num", "created_at")
 _SSE_DEFAULT_EVENT = "message"
+# msgspec reports invalid UTF-8 in bytes input as UnicodeDecodeError, not a MsgspecError.
+_DECODE_ERRORS = (msgspec.MsgspecError, UnicodeDecodeError)
 
 
 def decode_event(data: str | bytes, event: str | None = None) -> GenieEvent:
@@ -276,12 +278,12 @@ def decode_event(data: str | bytes, event: str | None = None) -> GenieEvent:
         if decoder is not None:
             try:
                 return decoder.decode(data)  # type: ignore[no-any-return]
-            except msgspec.MsgspecError:
+            except _DECODE_ERRORS:
                 pass  # a different JSON type, or bad fields: the lenient pass decides
     else:
         try:
             return _BY_TAG.decode(data)  # type: ignore[no-any-return]
-        except msgspec.MsgspecError:
+        except _DECODE_ERRORS:
             pass
     return _decode_leniently(data, event)
 
@@ -291,7 +293,7 @@ def _decode_leniently(data: str | bytes, event: str | None) -> GenieEvent:
     fallback_type = event or _SSE_DEFAULT_EVENT
     try:
         obj = _ANY.decode(data)
-    except msgspec.MsgspecError as exc:
+    except _DECODE_ERRORS as exc:
         return MalformedEvent(type=fallback_type, raw=raw, error=f"invalid JSON: {exc}")
     return _from_object(obj, fallback_type, raw)
 
