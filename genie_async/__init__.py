@@ -13,6 +13,8 @@ re-exported), :mod:`genie_async.events`, :mod:`genie_async.errors`, :mod:`genie_
 and :mod:`genie_async.testing` (the simulator).
 """
 
+import msgspec as _msgspec
+
 from ._client import GenieClient
 from ._config import RetryPolicy, Timeouts
 from ._conversation import Conversation, FileInput, Reply
@@ -185,9 +187,14 @@ __all__ = [
     "__version__",
 ]
 
-# Show the public path in reprs, tracebacks and generated docs (as httpx does).
+# Show the public path in reprs, tracebacks and generated docs (as httpx does). Not for
+# msgspec Structs: msgspec resolves their annotations through __module__.
 for _name in __all__:
     _obj = globals()[_name]
-    if isinstance(_obj, type) and _obj.__module__.startswith("genie_async._"):
+    if (
+        isinstance(_obj, type)
+        and _obj.__module__.startswith("genie_async._")
+        and not issubclass(_obj, _msgspec.Struct)
+    ):
         _obj.__module__ = "genie_async"
 del _name, _obj

@@ -532,7 +532,8 @@ class Conversation:
         def form() -> aiohttp.FormData:
             # Built per attempt: a FormData body can be sent only once.
             payload = aiohttp.FormData()
-            payload.add_field("file", data, filename=name, content_type=ctype)
+            # A file object, not bytes: aiohttp streams it instead of blocking the loop.
+            payload.add_field("file", io.BytesIO(data), filename=name, content_type=ctype)
             return payload
 
         response = await self._client._core.request(

@@ -49,6 +49,7 @@ from .errors import (
     APIStatusError,
     AuthPauseTimeoutError,
     EventsExpiredError,
+    EventTooLargeError,
     GenieError,
     HookError,
     MessageNotConfirmedError,
@@ -451,7 +452,14 @@ class EventStream:
                     raise self._background_error
                 delivered_before = state.delivered
                 interrupted = False
-                for sse in decoder.feed(chunk):
+                too_large: EventTooLargeError | None = None
+                try:
+                    batch = decoder.feed(chunk)
+                except EventTooLargeError as exc:
+                    batch, too_large = exc.completed, exc  # deliver what came before it
+                for sse in batch:
+                    if not sse.data:
+                        continue  # `data:` with nothing after it: never JSON-decode empty data
                     event = decode_event(sse.data, sse.event)
                     action = observe(event)
                     if action is Action.DELIVER:
@@ -471,6 +479,9 @@ class EventStream:
                         await self._after_pause_event(event, action)
                 if state.delivered != delivered_before:
                     self._last_progress = loop.time()
+                if too_large is not None:
+                    too_large.request_id = self._request_id
+                    raise too_large
                 if interrupted:
                     break
         except TRANSPORT_ERRORS as exc:

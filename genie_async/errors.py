@@ -346,9 +346,14 @@ class StreamError(GenieError):
 
 
 class EventTooLargeError(StreamError):
-    """One SSE event (or one line of one) exceeded ``max_event_bytes``."""
+    """One SSE event (or one line of one) exceeded ``max_event_bytes``.
+
+    ``completed`` holds the events the same chunk completed before the oversized one (as
+    :class:`~genie_async.sse.ServerSentEvent`), so a caller can still deliver them.
+    """
 
     limit: int
+    completed: list[Any]
 
     def __init__(self, limit: int, *, request_id: str | None = None) -> None:
         super().__init__(
@@ -358,6 +363,7 @@ class EventTooLargeError(StreamError):
             request_id=request_id,
         )
         self.limit = limit
+        self.completed = []
 
 
 class StreamStalledError(StreamError):

@@ -32,11 +32,11 @@ from typing import Any, ClassVar, Union, cast
 import msgspec
 
 __all__ = [
+    "KEEPALIVE_TYPE",
     "AgentMessage",
     "AuthLink",
     "Event",
     "GenieEvent",
-    "KEEPALIVE_TYPE",
     "MalformedEvent",
     "Ping",
     "ProcessingFinished",

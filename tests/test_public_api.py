@@ -11,11 +11,17 @@ from genie_async import errors, events, sse
 PUBLIC_MODULES = {"errors", "events", "sse", "testing"}
 
 
+def _isort_key(name: str) -> tuple[int, str]:
+    # ruff's RUF022 order: CONSTANTS, then Classes, then functions and other names.
+    kind = 0 if name.isupper() else 1 if name[:1].isupper() else 2
+    return kind, name
+
+
 def test_all_is_sorted_and_unique() -> None:
     """__all__ of the package and of each public module is sorted with no duplicates."""
     for module in (genie_async, errors, events, sse):
         names = list(module.__all__)
-        assert names == sorted(names), module.__name__
+        assert names == sorted(names, key=_isort_key), module.__name__
         assert len(names) == len(set(names)), module.__name__
 
 
