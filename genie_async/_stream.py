@@ -221,6 +221,7 @@ class EventStream:
         self._decisions: dict[str, DecisionRecord] = {}
         self._submitting: set[str] = set()
         self._awaiting_consumer: dict[str, SkillConfirmationRequired] = {}
+        self._stall_paused_for: set[str] = set()  # confirmations the stall clock waits on
         self._background: set[asyncio.Task[None]] = set()
         self._background_error: BaseException | None = None
         self._declined: str | None = None
@@ -471,8 +472,7 @@ class EventStream:
                         interrupted = True
                         break
                     else:
-                        if action is Action.AUTH_PAUSE:
-                            event = await self._with_link(event)
+                        event = await self._before_delivery(event, action)
                         yield event
                         if action is Action.FINISHED:
                             return
@@ -569,7 +569,7 @@ class EventStream:
             action = state.observe(replayed)
             if action in _SILENT or action is Action.INTERRUPTED:
                 continue
-            event = await self._with_link(replayed) if action is Action.AUTH_PAUSE else replayed
+            event = await self._before_delivery(replayed, action)
             yield event
             if action is Action.FINISHED:
                 return
@@ -645,6 +645,15 @@ class EventStream:
 
     # --- pauses ------------------------------------------------------------------------------
 
+    async def _before_delivery(self, event: GenieEvent, action: Action) -> GenieEvent:
+        """Prepare a pause event so the consumer can act on it the moment it arrives."""
+        if action is Action.AUTH_PAUSE:
+            return await self._with_link(event)
+        if action is Action.CONFIRMATION and self._confirm_hook is None:
+            assert isinstance(event, SkillConfirmationRequired)
+            self._awaiting_consumer[event.call_id] = event  # stream.approve() works right away
+        return event
+
     async def _after_pause_event(self, event: GenieEvent, action: Action) -> None:
         if action is Action.CONFIRMATION:
             assert isinstance(event, SkillConfirmationRequired)
@@ -658,10 +667,12 @@ class EventStream:
         if call_id in self._state.decided:
             return
         if self._confirm_hook is None:
-            # The consumer decides with approve()/reject(); reject if nobody does in time.
-            self._awaiting_consumer[call_id] = event
-            self._pause_stall()
-            self._spawn(self._expire_decision(call_id))
+            # The consumer decides with approve()/reject() (maybe already did, while it held
+            # the event); reject if nobody does in time.
+            if call_id in self._awaiting_consumer:
+                self._stall_paused_for.add(call_id)
+                self._pause_stall()
+                self._spawn(self._expire_decision(call_id))
             return
         self._pause_stall()
         try:
@@ -746,7 +757,9 @@ class EventStream:
         reason = decision.reason if isinstance(decision, Reject) else None
         self._state.record_decision(call_id, resolution)
         self._decisions[call_id] = DecisionRecord(call_id, resolution, reason, source)
-        if self._awaiting_consumer.pop(call_id, None) is not None:
+        self._awaiting_consumer.pop(call_id, None)
+        if call_id in self._stall_paused_for:
+            self._stall_paused_for.discard(call_id)
             self._resume_stall()
 
     async def _with_link(self, event: GenieEvent) -> GenieEvent:
