@@ -7,6 +7,7 @@ Secrets live only inside these objects. Their ``repr`` never shows them, and
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from . import _constants as C
 from .errors import ConfigurationError, DeveloperTokenError
@@ -128,3 +129,16 @@ def redact(text: str, secrets: Iterable[str]) -> str:
         if secret and len(secret) >= 4 and secret in text:
             text = text.replace(secret, "<redacted>")
     return text
+
+
+def scrub(value: Any, secrets: tuple[str, ...]) -> Any:
+    """``value`` (a decoded JSON body, or text) with every secret redacted, recursively."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {k: scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v, secrets) for v in value]
+    return value

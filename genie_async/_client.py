@@ -183,9 +183,8 @@ class GenieClient:
             "POST", f"{self._prefix}/conversations", credentials=self._credentials, json={}
         )
         info = parse_model(
-            response.payload,
+            response,
             ConversationInfo,
-            request_id=response.request_id,
             expected=("conversation_id",),
             what="new conversation",
         )
@@ -202,10 +201,9 @@ class GenieClient:
             "GET", f"{self._prefix}/conversations", credentials=self._credentials, params=params
         )
         return parse_page(
-            response.payload,
+            response,
             ConversationInfo,
             "conversations",
-            request_id=response.request_id,
             what="conversations",
         )
 
@@ -235,9 +233,8 @@ class GenieClient:
             credentials=self._credentials,
         )
         return parse_model(
-            response.payload,
+            response,
             RuntimeConnectionLink,
-            request_id=response.request_id,
             expected=("status", "auth_link"),
             what="runtime connection link",
         )
@@ -249,6 +246,8 @@ class GenieClient:
             f"{self._prefix}/runtime_connection/{segment(attempt_id, 'attempt_id')}/reject",
             credentials=self._credentials,
             json={"reason": reason} if reason else None,
+            # A 409 on a retry means the earlier attempt got through but its answer was lost.
+            accept_status=lambda error, attempt: error.status == 409 and attempt > 1,
         )
 
 

@@ -235,9 +235,8 @@ class Conversation:
                 idempotency_key=key,
             )
             return parse_model(
-                response.payload,
+                response,
                 RunHandle,
-                request_id=response.request_id,
                 expected=("genie_run_id", "conversation_id"),
                 defaults={"conversation_id": self.conversation_id},
                 what="run handle",
@@ -386,9 +385,8 @@ class Conversation:
             "GET", self._path, credentials=self._client._credentials
         )
         info = parse_model(
-            response.payload,
+            response,
             ConversationInfo,
-            request_id=response.request_id,
             expected=("conversation_id", "state", "topic"),
             defaults={"conversation_id": self.conversation_id},
             what="conversation",
@@ -420,9 +418,7 @@ class Conversation:
         response = await self._client._core.request(
             "GET", f"{self._path}/messages", credentials=self._client._credentials, params=params
         )
-        return parse_page(
-            response.payload, Message, "messages", request_id=response.request_id, what="messages"
-        )
+        return parse_page(response, Message, "messages", what="messages")
 
     async def messages(
         self, *, newest_first: bool = False, page_size: int = C.DEFAULT_PAGE_LIMIT
@@ -459,7 +455,7 @@ class Conversation:
             credentials=self._client._credentials,
             params=params,
         )
-        return parse_event_page(response.payload, request_id=response.request_id)
+        return parse_event_page(response)
 
     async def events(
         self, *, since: str | dt.datetime | None = None, page_size: int = C.EVENTS_PAGE_LIMIT
@@ -540,9 +536,8 @@ class Conversation:
             "POST", f"{self._path}/upload", credentials=self._client._credentials, form=form
         )
         return parse_model(
-            response.payload,
+            response,
             UploadedFile,
-            request_id=response.request_id,
             expected=("file_id",),
             defaults={"filename": name, "size": len(data)},
             what="upload",

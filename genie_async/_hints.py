@@ -58,20 +58,21 @@ STATUS_HINTS: dict[int, str] = {
         "wait retry_after seconds before trying again."
     ),
     500: (
-        "Unexpected server error (retried once). If it persists, contact Workato support "
-        "with the request id."
+        "Unexpected server error. The retry policy retries a 500 once (see .attempts); if "
+        "it persists, contact Workato support with the request id."
     ),
     502: (
-        "Upstream failure, retried with exponential backoff until the retry budget ran out. "
-        "If it persists, contact Workato support with the request id."
+        "Upstream failure. The retry policy retries it with exponential backoff within its "
+        "budget (see .attempts); if it persists, contact Workato support with the request id."
     ),
     503: (
-        "Service unavailable, retried with exponential backoff until the retry budget ran "
-        "out. If it persists, contact Workato support with the request id."
+        "Service unavailable. The retry policy retries it with exponential backoff within "
+        "its budget (see .attempts); if it persists, contact Workato support with the "
+        "request id."
     ),
     504: (
-        "Upstream timeout, retried with exponential backoff until the retry budget ran out. "
-        "If it persists, contact Workato support with the request id."
+        "Upstream timeout. The retry policy retries it with exponential backoff within its "
+        "budget (see .attempts); if it persists, contact Workato support with the request id."
     ),
 }
 
@@ -110,8 +111,16 @@ NOT_CONFIRMED = (
 )
 
 
+HEADLESS_NOT_ENABLED = (
+    "The Headless API is not enabled for this workspace (it is in private beta). Ask your "
+    "Customer Success Manager to enable it."
+)
+
+
 def for_status(status: int, error_code: str | None, *, host: str) -> str | None:
     """The hint for an error response."""
+    if error_code == "headless_not_enabled":
+        return HEADLESS_NOT_ENABLED
     if status == 401:
         if error_code == "user_nonactive_or_missing":
             return USER_NOT_ACTIVE

@@ -24,7 +24,7 @@ from yarl import URL
 
 from . import _constants as C
 from . import _hints
-from ._auth import Credentials, redact
+from ._auth import Credentials, redact, scrub
 from ._config import RetryPolicy, Timeouts
 from ._retry import call_with_retry, parse_retry_after
 from ._version import __version__
@@ -129,12 +129,13 @@ def segment(value: object, what: str) -> str:
 
 
 class Response(NamedTuple):
-    """A finished JSON response."""
+    """A finished JSON response, with the secrets to scrub from anything built from it."""
 
     status: int
     headers: Mapping[str, str]
     payload: Any
     request_id: str | None
+    secrets: tuple[str, ...] = ()
 
 
 _STATUS_CLASSES: dict[int, type[APIStatusError]] = {
@@ -157,18 +158,6 @@ _AUTH_CODES: dict[str, type[APIStatusError]] = {
     "auth_failed": AuthFailedError,
     "user_nonactive_or_missing": UserNotActiveError,
 }
-
-
-def _scrub(value: Any, secrets: tuple[str, ...]) -> Any:
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        return redact(value, secrets)
-    if isinstance(value, dict):
-        return {k: _scrub(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub(v, secrets) for v in value]
-    return value
 
 
 def _error_fields(body: Any) -> tuple[str | None, str | None, str | None]:
@@ -213,7 +202,7 @@ def make_status_error(
             is_json = True
         except msgspec.DecodeError:
             body = raw.decode("utf-8", "replace")
-    body = _scrub(body, secrets)
+    body = scrub(body, secrets)
     code, message, body_request_id = _error_fields(body)
     if message is None:
         message = _REASONS.get(status, "HTTP error")
@@ -553,7 +542,8 @@ class HTTPCore:
                 )
             except APIStatusError as exc:
                 if accept_status is not None and accept_status(exc, number):
-                    return Response(exc.status, exc.headers, None, exc.request_id)
+                    secrets = tuple(credentials.secrets())
+                    return Response(exc.status, exc.headers, None, exc.request_id, secrets)
                 raise
 
         return await call_with_retry(
@@ -589,9 +579,10 @@ class HTTPCore:
                 raw = await read_bounded(response, C.MAX_RESPONSE_BYTES)
         finally:
             response.release()
-        payload = self._decode(raw, response, method=method, path=path)
+        secrets = tuple(credentials.secrets())
+        payload = self._decode(raw, response, method=method, path=path, secrets=secrets)
         logger.debug("%s %s -> %d [request_id=%s]", method, path, response.status, request_id)
-        return Response(response.status, response.headers, payload, request_id)
+        return Response(response.status, response.headers, payload, request_id, secrets)
 
     async def open_event_stream(
         self,
@@ -632,7 +623,7 @@ class HTTPCore:
             f"Expected an event stream from {method} {path}, got "
             f"{content_type or 'no content type'} ({len(raw)} bytes).",
             status=response.status,
-            body=_scrub(raw.decode("utf-8", "replace"), tuple(credentials.secrets())),
+            body=scrub(raw.decode("utf-8", "replace"), tuple(credentials.secrets())),
             method=method,
             path=path,
             request_id=request_id,
@@ -641,7 +632,13 @@ class HTTPCore:
         )
 
     def _decode(
-        self, raw: bytes, response: aiohttp.ClientResponse, *, method: str, path: str
+        self,
+        raw: bytes,
+        response: aiohttp.ClientResponse,
+        *,
+        method: str,
+        path: str,
+        secrets: tuple[str, ...],
     ) -> Any:
         if not raw.strip():
             return None  # action endpoints answer 200/204 with an empty body
@@ -652,7 +649,7 @@ class HTTPCore:
             raise APIResponseError(
                 f"Expected JSON from {method} {path}, got {len(raw)} bytes of {content_type}.",
                 status=response.status,
-                body=raw[:2048].decode("utf-8", "replace"),
+                body=scrub(raw[:2048].decode("utf-8", "replace"), secrets),
                 method=method,
                 path=path,
                 request_id=response.headers.get(C.REQUEST_ID_HEADER),

@@ -9,10 +9,11 @@ from (the ``x-request-id`` header).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 
+from ._auth import scrub
 from .errors import APIResponseError
 from .events import AuthLink
 
@@ -27,6 +28,19 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+class ResponseLike(Protocol):
+    """What the parsers need of a response (``_http.Response``)."""
+
+    @property
+    def payload(self) -> Any: ...
+
+    @property
+    def request_id(self) -> str | None: ...
+
+    @property
+    def secrets(self) -> tuple[str, ...]: ...
 
 
 class _Model(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
@@ -156,58 +170,65 @@ _LIST_KEYS: dict[ListKind, tuple[str, ...]] = {
 }
 
 
-def _convert(obj: Any, model: type[T], *, what: str, request_id: str | None) -> T:
+def _unusable(
+    message: str, response: ResponseLike, body: Any, *, hint: str | None = None
+) -> APIResponseError:
+    secrets = response.secrets
+    return APIResponseError(
+        scrub(message, secrets),
+        body=scrub(body, secrets),
+        request_id=response.request_id,
+        hint=hint,
+    )
+
+
+def _convert(obj: Any, model: type[T], response: ResponseLike, *, what: str) -> T:
     try:
         return msgspec.convert(obj, model)
     except msgspec.ValidationError as exc:
-        raise APIResponseError(
+        raise _unusable(
             f"Unexpected {what} in the response: {exc}",
-            body=obj,
-            request_id=request_id,
+            response,
+            obj,
             hint="The API's response shape changed or a proxy altered it; "
             "report this with the request id.",
         ) from exc
 
 
+def _object(body: Any, response: ResponseLike, *, what: str) -> dict[str, Any]:
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise _unusable(
+            f"Expected a JSON object for the {what}, got {type(body).__name__}.",
+            response,
+            response.payload,
+        )
+    return body
+
+
 def parse_model(
-    payload: Any,
+    response: ResponseLike,
     model: type[T],
     *,
-    request_id: str | None,
     expected: Iterable[str],
     defaults: dict[str, Any] | None = None,
     what: str,
 ) -> T:
     """Unwrap and convert one object, backfilling ``defaults`` for absent keys."""
-    body = unwrap(payload, expected)
-    if body is None:
-        body = {}
-    if not isinstance(body, dict):
-        raise APIResponseError(
-            f"Expected a JSON object for the {what}, got {type(body).__name__}.",
-            body=payload,
-            request_id=request_id,
-        )
+    body = _object(unwrap(response.payload, expected), response, what=what)
     merged = {**(defaults or {}), **{k: v for k, v in body.items() if v is not None}}
-    merged["request_id"] = request_id
-    return _convert(merged, model, what=what, request_id=request_id)
+    merged["request_id"] = response.request_id
+    return _convert(merged, model, response, what=what)
 
 
-def parse_page(
-    payload: Any, item: type[T], kind: ListKind, *, request_id: str | None, what: str
-) -> Page[T]:
+def parse_page(response: ResponseLike, item: type[T], kind: ListKind, *, what: str) -> Page[T]:
     """Unwrap a list page, accepting every observed name of its list key."""
     keys = _LIST_KEYS[kind]
-    body = unwrap(payload, keys)
-    if not isinstance(body, dict):
-        raise APIResponseError(
-            f"Expected a JSON object for the {what}, got {type(body).__name__}.",
-            body=payload,
-            request_id=request_id,
-        )
+    body = _object(unwrap(response.payload, keys), response, what=what)
     raw_items: list[Any] = next((body[k] for k in keys if isinstance(body.get(k), list)), [])
     items = [
-        {**entry, "request_id": request_id} if isinstance(entry, dict) else entry
+        {**entry, "request_id": response.request_id} if isinstance(entry, dict) else entry
         for entry in raw_items
     ]
     cursor = body.get("cursor") or body.get("next_cursor")
@@ -215,24 +236,18 @@ def parse_page(
         "items": items,
         "cursor": cursor if isinstance(cursor, str) and cursor else None,
         "total_count": body.get("total_count"),
-        "request_id": request_id,
+        "request_id": response.request_id,
     }
-    return _convert(page, Page[item], what=what, request_id=request_id)  # type: ignore[valid-type]
+    return _convert(page, Page[item], response, what=what)  # type: ignore[valid-type]
 
 
-def parse_event_page(payload: Any, *, request_id: str | None) -> EventPage:
+def parse_event_page(response: ResponseLike) -> EventPage:
     """Unwrap a ``/conversations/events`` page."""
-    body = unwrap(payload, ("events",))
-    if not isinstance(body, dict):
-        raise APIResponseError(
-            f"Expected a JSON object for the event page, got {type(body).__name__}.",
-            body=payload,
-            request_id=request_id,
-        )
+    body = _object(unwrap(response.payload, ("events",)), response, what="event page")
     events = [e for e in body.get("events") or [] if isinstance(e, dict)]
     nxt = body.get("next_since_created_at")
     return EventPage(
         events=events,
         next_since_created_at=nxt if isinstance(nxt, str) and nxt else None,
-        request_id=request_id,
+        request_id=response.request_id,
     )

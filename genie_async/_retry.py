@@ -81,6 +81,8 @@ def retry_reason(
         if exc.status == 500 and policy.retry_server_error_once and server_errors_seen <= 1:
             return "status 500 (retried once)"
         if exc.status == 429 and policy.retry_rate_limited:
+            if exc.retry_after is not None and exc.retry_after > policy.wait_max:
+                return None  # retrying sooner than the server asked would just be refused
             return "status 429 (opted in)"
         return None
     if isinstance(exc, APIConnectionError):

@@ -59,6 +59,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
 __all__ = [
     "APIConnectionError",
     "APIError",
@@ -187,7 +189,8 @@ class APIStatusError(APIError):
         self.status = status
         self.error_code = error_code
         self.body = body
-        self.headers = dict(headers or {})
+        # Case-insensitive, like HTTP: error.headers.get("retry-after") works whatever the casing.
+        self.headers = CIMultiDictProxy(CIMultiDict(headers or {}))
         self.retry_after = retry_after
         self.attempts = attempts
 

@@ -126,3 +126,16 @@ def test_other_exceptions_are_never_retried() -> None:
         retry_reason(ValueError("bug"), RetryPolicy(), server_errors_seen=0, resend_safe=True)
         is None
     )
+
+
+def test_opted_in_429_with_a_long_retry_after_is_not_retried_early() -> None:
+    """A 429 asking for more than wait_max is raised, not retried sooner than asked."""
+    policy = RetryPolicy(retry_rate_limited=True)
+    long_wait = make_status_error(
+        429, b"{}", {"retry-after": "120"}, method="GET", path="/", host="h"
+    )
+    short_wait = make_status_error(
+        429, b"{}", {"retry-after": "5"}, method="GET", path="/", host="h"
+    )
+    assert retry_reason(long_wait, policy, server_errors_seen=0, resend_safe=True) is None
+    assert retry_reason(short_wait, policy, server_errors_seen=0, resend_safe=True)
