@@ -302,7 +302,8 @@ class EventStream:
     def __aiter__(self) -> AsyncIterator[GenieEvent]:
         if self._finished or self._closed:
             raise StreamClosedError("This stream has ended or was closed; send a new turn.")
-        return self
+        # The generator itself: `async for` then costs no wrapper call per event.
+        return self._agen
 
     def __anext__(self) -> Awaitable[GenieEvent]:
         if self._closed and not self._agen.ag_running:
@@ -358,10 +359,12 @@ class EventStream:
                 retry_after: float | None = None
                 if response is not None:
                     delivered_before = state.delivered
-                    # _read returns right after delivering processing.finished.
+                    # _read yields one batch per chunk (one generator hop per chunk, not per
+                    # event) and returns right after the batch holding processing.finished.
                     async with contextlib.aclosing(self._read(response)) as live:
-                        async for event in live:
-                            yield event
+                        async for batch in live:
+                            for event in batch:
+                                yield event
                     retry_after = self._interrupt_wait
                     if state.delivered != delivered_before:
                         budget.reset()
@@ -429,11 +432,14 @@ class EventStream:
             if state.genie_run_id is not None:
                 self._api.known_runs.add(state.genie_run_id)
 
-    async def _read(self, response: aiohttp.ClientResponse) -> AsyncGenerator[GenieEvent, None]:
+    async def _read(
+        self, response: aiohttp.ClientResponse
+    ) -> AsyncGenerator[list[GenieEvent], None]:
         """Deliver one connection's events until it ends, drops or the turn finishes.
 
-        The hot path: per chunk one decoder call; per event one decode, one ``observe``
-        and one yield. Sets ``_interrupt_wait`` when the server interrupted the stream.
+        Yields the events of each chunk as one list. A pause event ends its batch: the
+        generator resumes (and handles the pause) only after the consumer has received it.
+        Sets ``_interrupt_wait`` when the server interrupted the stream.
         """
         state = self._state
         self._interrupt_wait = None
@@ -444,6 +450,7 @@ class EventStream:
             content = response.content
             decoder = SSEDecoder(max_event_bytes=self._api.max_event_bytes)
             observe = state.observe
+            deliver = Action.DELIVER
             loop = asyncio.get_running_loop()
             while True:
                 chunk = await content.readany()
@@ -455,16 +462,17 @@ class EventStream:
                 interrupted = False
                 too_large: EventTooLargeError | None = None
                 try:
-                    batch = decoder.feed(chunk)
+                    received = decoder.feed(chunk)
                 except EventTooLargeError as exc:
-                    batch, too_large = exc.completed, exc  # deliver what came before it
-                for sse in batch:
+                    received, too_large = exc.completed, exc  # deliver what came before it
+                batch: list[GenieEvent] = []
+                for sse in received:
                     if not sse.data:
                         continue  # `data:` with nothing after it: never JSON-decode empty data
                     event = decode_event(sse.data, sse.event)
                     action = observe(event)
-                    if action is Action.DELIVER:
-                        yield event
+                    if action is deliver:
+                        batch.append(event)
                     elif action in _SILENT:
                         continue
                     elif action is Action.INTERRUPTED:
@@ -472,11 +480,14 @@ class EventStream:
                         interrupted = True
                         break
                     else:
-                        event = await self._before_delivery(event, action)
-                        yield event
+                        batch.append(await self._before_delivery(event, action))
+                        yield batch
+                        batch = []
                         if action is Action.FINISHED:
                             return
                         await self._after_pause_event(event, action)
+                if batch:
+                    yield batch
                 if state.delivered != delivered_before:
                     self._last_progress = loop.time()
                 if too_large is not None:
@@ -615,8 +626,9 @@ class EventStream:
     async def _history_replies(self, *, since: str | None) -> AsyncGenerator[GenieEvent, None]:
         """Genie messages of this turn from the history that no event delivered yet."""
         state = self._state
+        delivered = state.delivered_message_ids()
         for message in await self._recent_messages(since):
-            if message.source != "genie" or message.message_id in state.delivered_message_ids:
+            if message.source != "genie" or message.message_id in delivered:
                 continue
             if message.genie_run_id not in (state.genie_run_id, None):
                 continue
@@ -852,8 +864,9 @@ class EventStream:
         # The resumed turn is a new run, only in the message history (reference §9.4).
         seen_any = False
         while True:
+            delivered = state.delivered_message_ids()
             for message in await self._recent_messages(state.auth_paused_at):
-                if message.source != "genie" or message.message_id in state.delivered_message_ids:
+                if message.source != "genie" or message.message_id in delivered:
                     continue
                 if message.genie_run_id == state.genie_run_id:
                     continue  # a progress note of the parked run, already streamed or not ours

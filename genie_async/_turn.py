@@ -8,9 +8,9 @@ Rules (reference §9.3, §9.7):
 
 * keep-alives and ``system.stream_interrupted`` are control frames: never delivered, never
   advance the resume cursor;
-* an event is a duplicate when its ``event_id`` or its ``seq_num`` (within the run; it
-  restarts at 1 for every run) was seen, or it lies at or before the cursor a resumed turn
-  started from;
+* an event is a duplicate when its ``seq_num`` was seen in the run (never a bare seq: it
+  restarts at 1 for every run; events of other runs are foreign), or, for an event without
+  one, its ``event_id`` was; or when it lies at or before the cursor the turn resumed from;
 * only delivered (persisted) events advance the cursor.
 """
 
@@ -32,6 +32,7 @@ from .events import (
 
 __all__ = ["StreamCursor"]  # the rest is internal to the stream
 
+_AGENT_MESSAGE = "agent.message"
 _FINISHED = "processing.finished"
 _INTERRUPTED = "system.stream_interrupted"
 _CONFIRMATION = "skill.confirmation_required"
@@ -106,21 +107,52 @@ def format_timestamp(moment: dt.datetime) -> str:
     )
 
 
+class _SeqSet:
+    """The set of ``seq_num`` values seen in one run, in O(1) space while they arrive in order.
+
+    A contiguous prefix (everything below ``next``) plus the few seen beyond a gap: exact set
+    semantics, so an event arriving late after a gap is still delivered, never dropped.
+    """
+
+    __slots__ = ("beyond", "next")
+
+    def __init__(self, floor: int) -> None:
+        self.next = floor + 1 if floor else 0  # 0: the first seq seen starts the prefix
+        self.beyond: set[int] = set()
+
+    def add(self, seq: int) -> bool:
+        """Record ``seq``; False when it was already seen (or lies before the floor)."""
+        following = self.next
+        if seq == following or not following:
+            following = seq + 1
+            beyond = self.beyond
+            while following in beyond:  # a gap just closed: absorb what was beyond it
+                beyond.discard(following)
+                following += 1
+            self.next = following
+            return True
+        if seq < following or seq in self.beyond:
+            return False
+        self.beyond.add(seq)
+        return True
+
+
 class TurnState:
     """Everything a turn has learnt so far. Mutated only through :meth:`observe` and the
     few ``record_*`` methods; serialised by :meth:`cursor`."""
 
     __slots__ = (
+        "_history_text",
+        "_last_message",
+        "_message_ids",
+        "_seqs",
         "auth_pause",
         "auth_paused_at",
         "conversation_id",
         "decided",
         "delivered",
-        "delivered_message_ids",
-        "final_text",
         "finished",
         "floor_event_id",
-        "floor_seq",
         "genie_run_id",
         "last_created_at",
         "last_event_id",
@@ -128,7 +160,6 @@ class TurnState:
         "message",
         "pending_confirmation",
         "seen_ids",
-        "seen_seq",
         "sent_at",
     )
 
@@ -139,6 +170,7 @@ class TurnState:
         genie_run_id: str | None = None,
         message: str | None = None,
         sent_at: str | None = None,
+        floor_seq: int = 0,
     ) -> None:
         self.conversation_id = conversation_id
         self.genie_run_id = genie_run_id
@@ -147,32 +179,32 @@ class TurnState:
         self.last_event_id: str | None = None
         self.last_created_at: str | None = None
         self.last_seq_num: int | None = None
-        self.seen_ids: set[str] = set()
-        self.seen_seq: set[int] = set()
-        self.floor_seq = 0
+        self._seqs = _SeqSet(floor_seq)
+        self.seen_ids: set[str] = set()  # only for events without a seq_num
         self.floor_event_id: str | None = None
         self.finished = False
         self.decided: dict[str, str] = {}
         self.pending_confirmation: SkillConfirmationRequired | None = None
         self.auth_pause: RuntimeConnectionAuthRequired | None = None
         self.auth_paused_at: str | None = None
-        self.delivered_message_ids: set[str] = set()
-        self.final_text: str | None = None
+        self._last_message: AgentMessage | None = None
+        self._history_text: str | None = None
+        self._message_ids: list[str] = []
         self.delivered = 0
 
     @classmethod
     def from_cursor(cls, cursor: StreamCursor) -> TurnState:
+        # Everything at or before the cursor was delivered by whoever held it.
         state = cls(
             cursor.conversation_id,
             genie_run_id=cursor.genie_run_id,
             message=cursor.message,
             sent_at=cursor.sent_at,
+            floor_seq=cursor.last_seq_num or 0,
         )
         state.last_event_id = cursor.last_event_id
         state.last_created_at = cursor.last_created_at
         state.last_seq_num = cursor.last_seq_num
-        # Everything at or before the cursor was delivered by whoever held it.
-        state.floor_seq = cursor.last_seq_num or 0
         state.floor_event_id = cursor.last_event_id
         state.decided = dict(cursor.decided)
         state.finished = cursor.finished
@@ -202,35 +234,55 @@ class TurnState:
             finished=self.finished,
         )
 
+    @property
+    def final_text(self) -> str | None:
+        """The last genie message of the turn so far."""
+        if self._history_text is not None:
+            return self._history_text
+        return None if self._last_message is None else self._last_message.text
+
+    def delivered_message_ids(self) -> set[str]:
+        """``message_id`` of every genie message delivered (built on demand: rarely needed)."""
+        return set(self._message_ids)
+
     def observe(self, event: GenieEvent) -> Action:
-        """Classify ``event`` and fold it into the state (only when it is delivered)."""
+        """Classify ``event`` and fold it into the state (only when it is delivered).
+
+        On the hot path: a few attribute reads, one comparison of the seq against the next
+        expected one, and three stores.
+        """
         kind = event.type
         if kind == KEEPALIVE_TYPE:
             return Action.KEEPALIVE
         if kind == _INTERRUPTED:
             return Action.INTERRUPTED
         run = event.genie_run_id
-        if run is not None:
-            if self.genie_run_id is None:
-                self.genie_run_id = run
-            elif run != self.genie_run_id:
+        if run != self.genie_run_id and run is not None:
+            if self.genie_run_id is not None:
                 return Action.FOREIGN
+            self.genie_run_id = run
         event_id = event.event_id
         seq = event.seq_num
-        if event_id is not None and (event_id in self.seen_ids or event_id == self.floor_event_id):
-            return Action.DUPLICATE
         if seq is not None:
-            if seq <= self.floor_seq or seq in self.seen_seq:
+            if not self._seqs.add(seq):
                 return Action.DUPLICATE
-            self.seen_seq.add(seq)
             if self.last_seq_num is None or seq > self.last_seq_num:
                 self.last_seq_num = seq
-        if event_id is not None:
+        elif event_id is not None:
+            if event_id in self.seen_ids or event_id == self.floor_event_id:
+                return Action.DUPLICATE
             self.seen_ids.add(event_id)
+        if event_id is not None:
             self.last_event_id = event_id
         if event.created_at is not None:
             self.last_created_at = event.created_at
         self.delivered += 1
+        if kind == _AGENT_MESSAGE and isinstance(event, AgentMessage):
+            self._last_message = event
+            if event.message_id is not None:
+                self._message_ids.append(event.message_id)
+            self.pending_confirmation = None
+            return Action.DELIVER
         if kind == _FINISHED:
             self.finished = True
             self.pending_confirmation = None
@@ -246,10 +298,6 @@ class TurnState:
             self.auth_pause = event
             self.auth_paused_at = event.created_at
             return Action.AUTH_PAUSE
-        if isinstance(event, AgentMessage):
-            self.final_text = event.text
-            if event.message_id is not None:
-                self.delivered_message_ids.add(event.message_id)
         return Action.DELIVER
 
     def is_finished(self) -> bool:
@@ -266,8 +314,8 @@ class TurnState:
             self.pending_confirmation = None
 
     def record_history_message(self, message_id: str, text: str) -> None:
-        self.delivered_message_ids.add(message_id)
-        self.final_text = text
+        self._message_ids.append(message_id)
+        self._history_text = text
 
 
 def sort_key(event: dict[str, Any]) -> tuple[dt.datetime, int, str]:

@@ -43,17 +43,44 @@ def test_cursor_advances_only_on_delivered_events() -> None:
     assert state.final_text == "hi"
 
 
-def test_duplicates_by_event_id_or_seq_are_dropped() -> None:
-    """A replayed event is a duplicate by event_id, or by seq_num within the run."""
+def test_duplicates_by_seq_within_the_run_are_dropped() -> None:
+    """A replayed event is a duplicate by its seq_num within the run, whatever its id."""
     state = TurnState("c1")
-    first = _event(ev.AgentMessage, 2, message="a")
+    first = _event(ev.AgentMessage, 1, message="a")
     assert state.observe(first) is Action.DELIVER
     assert state.observe(first) is Action.DUPLICATE
-    same_seq_new_id = ev.AgentMessage(event_id="other", genie_run_id="r1", seq_num=2, message="a")
+    same_seq_new_id = ev.AgentMessage(event_id="other", genie_run_id="r1", seq_num=1, message="a")
     assert state.observe(same_seq_new_id) is Action.DUPLICATE
-    no_seq_same_id = ev.AgentMessage(event_id="r1-e2", genie_run_id="r1", message="a")
-    assert state.observe(no_seq_same_id) is Action.DUPLICATE
     assert state.delivered == 1
+
+
+def test_events_without_seq_are_deduplicated_by_event_id() -> None:
+    """Without a seq_num, the event_id identifies an event."""
+    state = TurnState("c1")
+    no_seq = ev.UnknownEvent(type="x", event_id="u1", genie_run_id="r1")
+    assert state.observe(no_seq) is Action.DELIVER
+    assert state.observe(no_seq) is Action.DUPLICATE
+
+
+def test_an_event_arriving_after_a_gap_is_still_delivered() -> None:
+    """Seqs 1, 2, 4, then 3 late: 3 is delivered, and every later duplicate is dropped."""
+    state = TurnState("c1")
+    for seq in (1, 2, 4, 3, 5):
+        assert state.observe(_event(ev.AgentMessage, seq, message=str(seq))) is Action.DELIVER
+    for seq in (1, 2, 3, 4, 5):
+        assert state.observe(_event(ev.AgentMessage, seq, message="again")) is Action.DUPLICATE
+    assert state.last_seq_num == 5
+    assert state._seqs.beyond == set()  # the gap closed: back to O(1) space
+
+
+def test_in_order_events_use_constant_space() -> None:
+    """100,000 in-order events keep no per-event set."""
+    state = TurnState("c1")
+    for seq in range(1, 100_001):
+        state.observe(ev.ProcessingStarted(genie_run_id="r1", seq_num=seq, event_id=f"e{seq}"))
+    assert state._seqs.beyond == set()
+    assert state.seen_ids == set()
+    assert state._seqs.next == 100_001
 
 
 def test_seq_num_alone_never_dedupes_across_runs() -> None:
