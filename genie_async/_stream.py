@@ -480,7 +480,8 @@ class EventStream:
                         interrupted = True
                         break
                     else:
-                        batch.append(await self._before_delivery(event, action))
+                        event = await self._before_delivery(event, action)
+                        batch.append(event)
                         yield batch
                         batch = []
                         if action is Action.FINISHED:

@@ -466,6 +466,81 @@ async def test_auth_pause_without_a_hook(sim: GenieSimulator, client: GenieClien
     assert stream.final_text == "ok"
 
 
+async def test_auth_link_is_fetched_when_the_event_has_only_the_attempt_id(
+    sim: GenieSimulator, client: GenieClient
+) -> None:
+    """An event carrying only runtime_connection_attempt_id is delivered with its link."""
+    sim.default_turn = Turn(ConnectAuth("Jira", fields="attempt_id", then=(Say("done"),)))
+    links: list[str] = []
+
+    async def show(request: AuthRequest) -> None:
+        assert request.link is not None
+        links.append(request.link.url)
+        asyncio.get_running_loop().call_later(0.05, sim.authorize)
+
+    conversation = await client.create_conversation()
+    reply = await conversation.ask("x", on_auth_required=show)
+    pause = reply.events[1]
+    assert isinstance(pause, RuntimeConnectionAuthRequired)
+    assert pause.auth_link is not None
+    assert pause.auth_link.connector_name == "Jira"
+    assert links == [pause.auth_link.url]
+    assert reply.text == "done"
+
+
+async def test_auth_event_with_only_a_link_completes_from_history(
+    sim: GenieSimulator, client: GenieClient
+) -> None:
+    """Without an attempt id the link cannot be polled: the history alone shows the reply."""
+    sim.default_turn = Turn(ConnectAuth("Jira", fields="auth_link", then=(Say("done"),)))
+
+    async def show(request: AuthRequest) -> None:
+        assert request.attempt_id is None
+        asyncio.get_running_loop().call_later(0.1, sim.authorize)
+
+    conversation = await client.create_conversation()
+    reply = await conversation.ask("x", on_auth_required=show)
+    assert reply.text == "done"
+    assert sim.requests("link") == []
+
+
+async def test_an_expired_link_is_renewed_and_shown_again(
+    sim: GenieSimulator, client: GenieClient
+) -> None:
+    """After the ~5-minute link expiry the next poll brings a new link, handed to the hook."""
+    sim.default_turn = Turn(ConnectAuth("Salesforce", then=(Say("ok"),)))
+    links: list[str] = []
+
+    async def show(request: AuthRequest) -> None:
+        assert request.link is not None
+        links.append(request.link.url)
+        if len(links) == 1:
+            sim.clock.advance(301)  # the user wandered off: the link expires
+        else:
+            asyncio.get_running_loop().call_later(0.05, sim.authorize)
+
+    conversation = await client.create_conversation()
+    reply = await conversation.ask("x", on_auth_required=show)
+    assert len(links) == 2
+    assert links[0] != links[1]
+    assert reply.text == "ok"
+
+
+async def test_a_connection_rejected_by_the_user_ends_the_turn(
+    sim: GenieSimulator, client: GenieClient
+) -> None:
+    """When the link endpoint reports rejected, the turn ends with outcome connection_rejected."""
+    sim.default_turn = Turn(ConnectAuth("Salesforce"))
+
+    async def user_declines_elsewhere(request: AuthRequest) -> None:
+        asyncio.get_running_loop().call_later(0.05, sim.reject_connection)
+
+    conversation = await client.create_conversation()
+    reply = await conversation.ask("x", on_auth_required=user_declines_elsewhere)
+    assert reply.outcome == "connection_rejected"
+    assert kinds(reply.events) == [ProcessingStarted, RuntimeConnectionAuthRequired]
+
+
 async def test_auth_pause_declined_by_the_hook(sim: GenieSimulator, client: GenieClient) -> None:
     """Decline() rejects the connection and ends the turn with outcome connection_declined."""
     sim.default_turn = Turn(ConnectAuth("Salesforce"))

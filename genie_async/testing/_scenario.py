@@ -124,6 +124,9 @@ class ConnectAuth(Step):
 
     connector: str = "Salesforce"
     then: Sequence[Step] = field(default=(Say("Connected to {connector}."),), kw_only=True)
+    fields: Literal["both", "attempt_id", "auth_link"] = field(default="both", kw_only=True)
+    """Which of the two observed shapes the event carries: the attempt id (one source), the
+    ``auth_link`` object (another), or both (the default)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

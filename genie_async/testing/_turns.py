@@ -138,14 +138,12 @@ async def _connect(
     world: World, conv: SimConversation, run: SimRun, step: ConnectAuth, context: dict[str, str]
 ) -> None:
     attempt = world.open_attempt(conv, step.connector)
-    world.emit(
-        run,
-        "runtime_connection.auth_required",
-        {
-            "runtime_connection_attempt_id": attempt.attempt_id,
-            "auth_link": world.auth_link(attempt),
-        },
-    )
+    payload: dict[str, object] = {}
+    if step.fields in ("both", "attempt_id"):
+        payload["runtime_connection_attempt_id"] = attempt.attempt_id
+    if step.fields in ("both", "auth_link"):
+        payload["auth_link"] = world.auth_link(attempt)
+    world.emit(run, "runtime_connection.auth_required", payload)
     # Production quirk: the parked conversation reads `idle`, yet POST …/messages gets 409.
     conv.parked_attempt = attempt.attempt_id
     run.parked = True
