@@ -1,14 +1,23 @@
-"""The ``genie-async`` command: ``demo`` and ``simulate`` (needs the ``cli`` extra for rich)."""
+"""The ``genie-async`` command: ``demo``, ``chat`` and ``simulate`` (needs the ``cli`` extra).
+
+Credentials come from the environment only (``GENIE_API_KEY`` + ``GENIE_USER_ID``, or
+``GENIE_ACCESS_TOKEN``), never from the command line, where they would land in shell history
+and process listings.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import os
+import re
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -17,16 +26,19 @@ from ._client import GenieClient
 from ._config import Timeouts
 from ._conversation import Conversation
 from ._hooks import Approve, AuthRequest, Reject
+from ._models import Message, UploadedFile
 from .errors import GenieError
 from .events import (
     AgentMessage,
     GenieEvent,
+    MalformedEvent,
     ProcessingFinished,
     RuntimeConnectionAuthRequired,
     SkillCompleted,
     SkillConfirmationRequired,
     SkillFailed,
     SkillRunning,
+    SkillStopped,
     UnknownEvent,
 )
 from .testing import Confirm as ConfirmStep
@@ -34,13 +46,43 @@ from .testing import ConnectAuth, GenieSimulator, Say, Skill, StreamFault, Turn
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.status import Status
+
+
+def escape(text: str) -> str:
+    """Rich markup escaping (rich is imported only once the command runs)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
 
 INSTALL_HINT = "The genie-async command needs the cli extra: pip install 'genie-async[cli]'"
+CREDENTIALS_HELP = (
+    "Set GENIE_API_KEY and GENIE_USER_ID (a genie client API key and the end user's Workato "
+    "Identity id), or GENIE_ACCESS_TOKEN (an end user's OAuth token), in the environment."
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``genie-async`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        from rich.console import Console
+    except ImportError:
+        print(INSTALL_HINT, file=sys.stderr)
+        return 2
+    console = Console(highlight=False)
+    try:
+        if args.command == "demo":
+            return asyncio.run(_demo(console, interactive=args.interactive))
+        if args.command == "chat":
+            return asyncio.run(_chat(console, args))
+        return asyncio.run(_simulate(console, args.host, args.port, args.ping_interval))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genie-async", description="Client tools for Workato's Genie Headless API."
     )
@@ -52,25 +94,150 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument(
         "--interactive", action="store_true", help="answer the confirmation and the auth yourself"
     )
+    chat = commands.add_parser(
+        "chat",
+        help="chat with a genie (credentials from the environment) or with the simulator",
+        epilog=CREDENTIALS_HELP,
+    )
+    where = chat.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data-center", help="us, eu, jp, sg, au, il or in")
+    where.add_argument("--base-url", help="an explicit API origin (a proxy, a private host)")
+    where.add_argument("--simulator", action="store_true", help="chat with the bundled simulator")
+    chat.add_argument("--genie", help="the genie id (gin-…); required unless --simulator")
+    chat.add_argument("--conversation", help="continue an existing conversation")
     simulate = commands.add_parser(
         "simulate", help="run the simulator standalone (for front ends in any language)"
     )
     simulate.add_argument("--port", type=int, default=8080)
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--ping-interval", type=float, default=30.0)
-    args = parser.parse_args(argv)
-    try:
-        from rich.console import Console
-    except ImportError:
-        print(INSTALL_HINT, file=sys.stderr)
-        return 2
-    console = Console(highlight=False)
-    try:
-        if args.command == "demo":
-            return asyncio.run(_demo(console, interactive=args.interactive))
-        return asyncio.run(_simulate(console, args.host, args.port, args.ping_interval))
-    except KeyboardInterrupt:
-        return 130
+    return parser
+
+
+# --- rendering a turn ------------------------------------------------------------------------
+
+
+class _TurnView:
+    """Renders a turn's events and answers its pauses, interactively or automatically."""
+
+    def __init__(self, console: Console, *, interactive: bool, visit_links: bool) -> None:
+        self.console = console
+        self.interactive = interactive
+        self.visit_links = visit_links  # the simulator's links authorize when opened
+        self.status = console.status("the genie is thinking…", spinner="dots")
+
+    async def ask(self, prompt: str) -> str:
+        self.status.stop()
+        try:
+            return await asyncio.to_thread(self.console.input, prompt)
+        finally:
+            self.status.start()
+
+    async def confirm(self, event: SkillConfirmationRequired) -> Approve | Reject:
+        from rich.panel import Panel
+        from rich.table import Table
+
+        table = Table(show_header=False, box=None)
+        for name, value in event.skill_parameters.items():
+            table.add_row(f"[dim]{escape(str(name))}[/dim]", escape(str(value)))
+        self.console.print(
+            Panel(
+                table,
+                title=f"confirm: {escape(event.skill_name or 'skill')}",
+                border_style="yellow",
+                expand=False,
+            )
+        )
+        decision: Approve | Reject = Approve()
+        if self.interactive:
+            answer = (await self.ask("approve? \\[y/N] ")).strip().lower()
+            decision = Approve() if answer.startswith("y") else Reject("Declined by the user")
+        label = "approved" if isinstance(decision, Approve) else "rejected"
+        suffix = "" if self.interactive else " (automatically)"
+        self.console.print(f"[yellow]→ {label}{suffix}[/yellow]")
+        return decision
+
+    async def authorize(self, request: AuthRequest) -> None:
+        from rich.panel import Panel
+
+        link = request.link
+        url = link.url if link else "(no link: ask the genie's admin)"
+        name = link.connector_name if link and link.connector_name else "the"
+        self.console.print(
+            Panel(
+                f"Authorize {escape(name)} connection:\n{escape(url)}",
+                title="connection needed",
+                border_style="magenta",
+                expand=False,
+            )
+        )
+        if self.interactive:
+            await self.ask("open the link and finish signing in, then press Enter ")
+        elif self.visit_links and link is not None:
+            # The simulator's link authorizes the attempt when opened, as a browser would.
+            async with aiohttp.ClientSession() as browser, browser.get(link.url) as response:
+                await response.read()
+        self.console.print("[magenta]→ waiting for the resumed reply…[/magenta]")
+
+    def render(self, event: GenieEvent) -> None:
+        from rich.markdown import Markdown
+
+        console, status = self.console, self.status
+        if isinstance(event, AgentMessage):
+            console.print("[bold green]genie ›[/bold green]")
+            console.print(Markdown(event.text))
+        elif isinstance(event, SkillRunning):
+            status.update(f"running skill: {escape(event.skill_name or '')}…")
+            console.print(f"[dim]⚙ {escape(event.skill_name or 'skill')} started[/dim]")
+        elif isinstance(event, (SkillCompleted, SkillStopped, SkillFailed)):
+            verb = "failed" if isinstance(event, SkillFailed) else "completed"
+            console.print(f"[dim]⚙ {escape(event.skill_name or 'skill')} {verb}[/dim]")
+            status.update("the genie is thinking…")
+        elif isinstance(event, RuntimeConnectionAuthRequired):
+            status.update("waiting for the user to authorize the connection…")
+        elif isinstance(event, ProcessingFinished):
+            status.update("done")
+        elif isinstance(event, (UnknownEvent, MalformedEvent)):
+            console.print(f"[dim]· {escape(event.type)}[/dim]")
+
+    async def run(
+        self,
+        conversation: Conversation,
+        text: str,
+        *,
+        file: UploadedFile | None = None,
+        echo: bool = True,
+    ) -> list[GenieEvent]:
+        if echo:  # the chat's own prompt already shows what was typed
+            self.console.print(f"[bold cyan]you ›[/bold cyan] {escape(text)}")
+        events: list[GenieEvent] = []
+        self.status.start()
+        try:
+            async with conversation.send(
+                text, file=file, on_skill_confirmation=self.confirm, on_auth_required=self.authorize
+            ) as stream:
+                async for event in stream:
+                    events.append(event)
+                    self.render(event)
+        finally:
+            self.status.stop()
+        return events
+
+
+def _print_error(console: Console, text: str) -> None:
+    """One line, however long: escaped (no markup) and never wrapped."""
+    console.print(f"[red]✗ {escape(text)}[/red]", soft_wrap=True)
+
+
+def _one_line_error(exc: GenieError) -> str:
+    """An API error as one line: what failed, the request id, and how to fix it."""
+    first = str(exc).split("\nHint:")[0].replace("\n", " ")
+    parts = [f"{type(exc).__name__}: {first}"]
+    if exc.request_id and "request_id=" not in first:
+        parts.append(f"[request_id={exc.request_id}]")
+    if exc.hint:
+        parts.append(f"— hint: {exc.hint}")
+    return " ".join(parts)
 
 
 # --- demo ------------------------------------------------------------------------------------
@@ -203,6 +370,7 @@ async def _demo(console: Console, *, interactive: bool) -> int:
         )
     )
     failures: list[str] = []
+    view = _TurnView(console, interactive=interactive, visit_links=True)
     async with GenieSimulator(ping_interval=0.2, auth_interrupt_after=0.1) as sim:
         console.print(f"[dim]simulator listening on {sim.url}[/dim]\n")
         async with GenieClient(
@@ -217,14 +385,24 @@ async def _demo(console: Console, *, interactive: bool) -> int:
                 console.print(Rule(f"[bold]{step.title}[/bold]", align="left"))
                 sim.next_turn(step.turn)
                 try:
-                    events = await _run_turn(console, sim, conversation, step.message, interactive)
+                    events = await view.run(conversation, step.message)
                     problem = step.check(events, sim, conversation.conversation_id)
                 except GenieError as exc:
-                    problem = f"{type(exc).__name__}: {exc}"
+                    problem = _one_line_error(exc)
+                else:
+                    run = events[0].genie_run_id if events else None
+                    connections = sim.stream_connections(run) if run else 0
+                    if connections > 1:
+                        console.print(
+                            f"[dim]↻ the connection dropped; the client reconnected "
+                            f"({connections} connections) and delivered {len(events)} events, "
+                            "each exactly once[/dim]"
+                        )
                 if problem is None:
                     console.print("[green]✓ behaved as expected[/green]\n")
                 else:
-                    console.print(f"[red]✗ {problem}[/red]\n")
+                    _print_error(console, problem)
+                    console.print()
                     failures.append(f"{step.title}: {problem}")
     if failures:
         console.print(f"[red bold]{len(failures)} step(s) failed.[/red bold]")
@@ -233,97 +411,158 @@ async def _demo(console: Console, *, interactive: bool) -> int:
     return 0
 
 
-async def _run_turn(
-    console: Console,
-    sim: GenieSimulator,
-    conversation: Conversation,
-    text: str,
-    interactive: bool,
-) -> list[GenieEvent]:
-    from rich.markdown import Markdown
-    from rich.panel import Panel
-    from rich.table import Table
+# --- chat ------------------------------------------------------------------------------------
 
-    console.print(f"[bold cyan]you ›[/bold cyan] {text}")
-    status = console.status("the genie is thinking…", spinner="dots")
+CHAT_HELP = (
+    "Type a message, or a command: /history, /timeline, /upload PATH (attached to your next "
+    "message), /help, /quit."
+)
 
-    async def confirm(event: SkillConfirmationRequired) -> Approve | Reject:
-        table = Table(show_header=False, box=None)
-        for name, value in event.skill_parameters.items():
-            table.add_row(f"[dim]{name}[/dim]", str(value))
-        console.print(
-            Panel(table, title=f"confirm: {event.skill_name}", border_style="yellow", expand=False)
+
+def _simulated_genie(sim: GenieSimulator) -> None:
+    """A small scripted genie for `chat --simulator`: try 'pto', 'book', 'salesforce'."""
+    sim.on_message(
+        re.compile("pto|balance", re.IGNORECASE),
+        Turn(Skill("Get PTO balance", duration=0.4), Say("You have **12 days** of PTO left.")),
+    )
+    sim.on_message(
+        re.compile("book|submit|time off", re.IGNORECASE),
+        Turn(
+            ConfirmStep("Submit Time Off Request", parameters=PTO_CARD),
+            Say("Done — your request was submitted."),
+        ),
+    )
+    sim.on_message(
+        re.compile("salesforce|opportunit", re.IGNORECASE),
+        Turn(ConnectAuth("Salesforce", then=(Say("You have **3** open opportunities."),))),
+    )
+    sim.default_turn = Turn(Say("You said: *{message}*. Try 'pto', 'book' or 'salesforce'."))
+
+
+def _credentials_from_env() -> dict[str, str] | None:
+    key, user, token = (
+        os.environ.get("GENIE_API_KEY"),
+        os.environ.get("GENIE_USER_ID"),
+        os.environ.get("GENIE_ACCESS_TOKEN"),
+    )
+    if key and user:
+        return {"api_key": key, "user_id": user}
+    if token:
+        return {"access_token": token}
+    return None
+
+
+async def _chat(console: Console, args: argparse.Namespace) -> int:
+    view = _TurnView(console, interactive=True, visit_links=False)
+    async with contextlib.AsyncExitStack() as stack:
+        if args.simulator:
+            sim = await stack.enter_async_context(GenieSimulator(ping_interval=5.0))
+            _simulated_genie(sim)
+            options: dict[str, Any] = {
+                "base_url": sim.url,
+                "api_key": sim.api_key,
+                "user_id": sim.user_id,
+            }
+            genie_id = sim.genie_id
+            console.print(f"[dim]chatting with the simulator at {sim.url}[/dim]")
+        else:
+            credentials = _credentials_from_env()
+            if credentials is None or not args.genie:
+                missing = [] if args.genie else ["--genie is required."]
+                missing += [] if credentials else [CREDENTIALS_HELP]
+                _print_error(console, " ".join(missing))
+                return 2
+            genie_id = args.genie
+            options = dict(credentials)
+            if args.data_center:
+                options["data_center"] = args.data_center
+            else:
+                options["base_url"] = args.base_url
+        try:
+            client = await stack.enter_async_context(GenieClient(genie_id, **options))
+            if args.conversation:
+                conversation = client.conversation(args.conversation)
+            else:
+                conversation = await client.create_conversation()
+        except GenieError as exc:
+            _print_error(console, _one_line_error(exc))
+            return 1
+        console.print(f"[dim]conversation {conversation.conversation_id}. {CHAT_HELP}[/dim]")
+        return await _chat_loop(console, view, conversation)
+
+
+async def _chat_loop(console: Console, view: _TurnView, conversation: Conversation) -> int:
+    attachment: UploadedFile | None = None
+    while True:
+        try:
+            line = (await asyncio.to_thread(console.input, "[bold cyan]you ›[/bold cyan] ")).strip()
+        except EOFError:
+            return 0
+        if not line:
+            continue
+        try:
+            if line in ("/quit", "/exit"):
+                return 0
+            if line == "/help":
+                console.print(CHAT_HELP)
+            elif line == "/history":
+                await _show_history(console, conversation)
+            elif line == "/timeline":
+                await _show_timeline(console, conversation)
+            elif line.startswith("/upload"):
+                attachment = await _upload(console, conversation, line)
+            elif line.startswith("/"):
+                _print_error(console, f"unknown command {line.split()[0]}. {CHAT_HELP}")
+            else:
+                await view.run(conversation, line, file=attachment, echo=False)
+                attachment = None
+        except GenieError as exc:
+            _print_error(console, _one_line_error(exc))
+        except (OSError, ValueError) as exc:
+            _print_error(console, str(exc))
+
+
+async def _upload(console: Console, conversation: Conversation, line: str) -> UploadedFile | None:
+    parts = shlex.split(line)
+    if len(parts) != 2:
+        _print_error(console, "usage: /upload PATH")
+        return None
+    path = await asyncio.to_thread(lambda: Path(parts[1]).expanduser())
+    uploaded = await conversation.upload(path)
+    console.print(
+        f"[dim]uploaded {path.name} as {uploaded.file_id}; sent with your next message[/dim]"
+    )
+    return uploaded
+
+
+async def _show_history(console: Console, conversation: Conversation) -> None:
+    count = 0
+    async for message in conversation.messages():
+        count += 1
+        who = (
+            "[bold cyan]you[/bold cyan]"
+            if message.source == "user"
+            else "[bold green]genie[/bold green]"
         )
-        if interactive:
-            status.stop()
-            answer = await asyncio.to_thread(console.input, "approve? [y/N] ")
-            status.start()
-            decision: Approve | Reject = (
-                Approve() if answer.strip().lower().startswith("y") else Reject("Declined")
+        when = escape(message.created_at or "")
+        console.print(f"{who} [dim]{when}[/dim]  {escape(message.content)}", soft_wrap=True)
+    if not count:
+        console.print("[dim](no messages yet)[/dim]")
+
+
+async def _show_timeline(console: Console, conversation: Conversation) -> None:
+    for item in await conversation.timeline():
+        if isinstance(item, Message):
+            line = f"message/{item.source}: {item.content}"
+            console.print(
+                f"[dim]{escape(item.created_at or '')}[/dim] {escape(line)}", soft_wrap=True
             )
         else:
-            decision = Approve()
-        label = "approved" if isinstance(decision, Approve) else "rejected"
-        console.print(f"[yellow]→ {label}{'' if interactive else ' (automatically)'}[/yellow]")
-        return decision
-
-    async def authorize(request: AuthRequest) -> None:
-        url = request.link.url if request.link else "(no link)"
-        console.print(
-            Panel(
-                f"Authorize your {request.link.connector_name if request.link else ''} "
-                f"connection:\n[link={url}]{url}[/link]",
-                title="connection needed",
-                border_style="magenta",
-                expand=False,
+            detail = item.text if isinstance(item, AgentMessage) else ""
+            line = f"{item.type} {detail}".rstrip()
+            console.print(
+                f"[dim]{escape(item.created_at or '')}[/dim] {escape(line)}", soft_wrap=True
             )
-        )
-        if interactive:
-            status.stop()
-            await asyncio.to_thread(console.input, "open the link, then press Enter ")
-            status.start()
-        # The simulator's link authorizes the attempt when opened, as a browser would.
-        async with aiohttp.ClientSession() as browser, browser.get(url) as response:
-            await response.read()
-        console.print("[magenta]→ authorized; waiting for the resumed reply…[/magenta]")
-
-    events: list[GenieEvent] = []
-    status.start()
-    try:
-        async with conversation.send(
-            text, on_skill_confirmation=confirm, on_auth_required=authorize
-        ) as stream:
-            async for event in stream:
-                events.append(event)
-                _render(console, status, event, Markdown)
-    finally:
-        status.stop()
-    if sim.stream_connections(stream.genie_run_id or "") > 1:
-        console.print(
-            f"[dim]↻ the connection dropped; the client reconnected "
-            f"({sim.stream_connections(stream.genie_run_id or '')} connections) and delivered "
-            f"{len(events)} events, each exactly once[/dim]"
-        )
-    return events
-
-
-def _render(console: Console, status: Status, event: GenieEvent, markdown: type) -> None:
-    if isinstance(event, AgentMessage):
-        console.print("[bold green]genie ›[/bold green]")
-        console.print(markdown(event.text))
-    elif isinstance(event, SkillRunning):
-        status.update(f"running skill: {event.skill_name}…")
-        console.print(f"[dim]⚙ {event.skill_name} started[/dim]")
-    elif isinstance(event, (SkillCompleted, SkillFailed)):
-        verb = "failed" if isinstance(event, SkillFailed) else "completed"
-        console.print(f"[dim]⚙ {event.skill_name} {verb}[/dim]")
-        status.update("the genie is thinking…")
-    elif isinstance(event, RuntimeConnectionAuthRequired):
-        status.update("waiting for the user to authorize the connection…")
-    elif isinstance(event, ProcessingFinished):
-        status.update("done")
-    elif isinstance(event, UnknownEvent):
-        console.print(f"[dim]· {event.type}[/dim]")
 
 
 # --- simulate --------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import io
 import mimetypes
@@ -521,7 +522,11 @@ class Conversation:
 
         Larger files are refused before anything is sent.
         """
-        data, name = _read_upload(file)
+        if isinstance(file, (bytes, bytearray, memoryview)):
+            data, name = _read_upload(file)
+        else:
+            # Up to 20 MB from a disk or a file object: read it off the event loop.
+            data, name = await asyncio.to_thread(_read_upload, file)
         name = filename or name
         ctype = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
 
