@@ -107,7 +107,7 @@ def chat() -> Iterator[Terminal]:
     terminal.close()
 
 
-PROMPT = "you \u203a "  # the chat prompt, "you ›"
+PROMPT = "you \u203a "  # the chat prompt: "you", a right-pointing angle quote, a space
 
 
 def test_a_turn_a_confirmation_and_the_history(chat: Terminal) -> None:
