@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import email.utils
 import io
 import mimetypes
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -57,6 +59,7 @@ FileInput = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryI
 # Only the newest user message can be the one just sent; a small page is enough to find it.
 _ACCEPT_CHECK_PAGE = 20
 _CLOCK_SKEW = dt.timedelta(minutes=5)
+_DATE_RESOLUTION = dt.timedelta(seconds=2)
 
 
 @dataclass(frozen=True)
@@ -260,29 +263,31 @@ class Conversation:
         *,
         post: Callable[[str], Awaitable[T]],
         attach: Callable[[str], Awaitable[T]],
+        retry: RetryPolicy | None = None,
     ) -> T:
         """POST a message with retries that never duplicate it (reference §9.6).
 
         A 5xx, or a connection lost after the request left, may mean the server accepted
         the message. Before any retry the history is checked: if the message is there, its
-        run is attached to instead of posting again.
+        run is attached to instead of posting again. A 409 on a retry is checked the same way
+        (the busy turn may be ours, or someone else's).
         """
         key = uuid.uuid4().hex
+        started = time.monotonic()
         maybe_accepted = False
 
         async def attempt(number: int) -> T:
             nonlocal maybe_accepted
             if maybe_accepted:
-                run = await self.find_accepted_run(text, sent_at)
+                run = await self.find_accepted_run(text, sent_at, started=started)
                 if run is not None:
                     return await attach(run)
             try:
                 return await post(key)
             except ConflictError:
                 if maybe_accepted:
-                    # Busy right after our possibly-accepted message: the busy turn is ours.
-                    run = (await self.info()).last_event_run
-                    if run is not None and run not in self.known_runs:
+                    run = await self.find_accepted_run(text, sent_at, started=started)
+                    if run is not None:
                         return await attach(run)
                 raise
             except APIStatusError as exc:
@@ -293,23 +298,44 @@ class Conversation:
                 raise
 
         return await call_with_retry(
-            self.retry, attempt, what=f"POST {self._path}/messages", resend_safe=True
+            retry or self.retry, attempt, what=f"POST {self._path}/messages", resend_safe=True
         )
 
-    async def find_accepted_run(self, text: str | None, sent_at: str | None) -> str | None:
-        """The run of a just-sent message if the history shows it was accepted."""
-        sent = parse_timestamp(sent_at)
-        page = await self.message_page(limit=_ACCEPT_CHECK_PAGE)
-        for message in page.items:  # newest first: only the newest user message can be ours
+    async def find_accepted_run(
+        self, text: str | None, sent_at: str | None, *, started: float | None = None
+    ) -> str | None:
+        """The run of a just-sent message if the history shows the server accepted it.
+
+        Only the newest user message can be ours, and only if it was created after we began
+        sending. That moment is taken on the server's clock when possible (its ``Date``
+        header minus the time we have spent since ``started``, a ``time.monotonic()``
+        reading), so an identical earlier message ("yes") is never mistaken for this one.
+        Without those, the client clock with a generous allowance for skew is the fallback.
+        """
+        response = await self._client._core.request(
+            "GET",
+            f"{self._path}/messages",
+            credentials=self._client._credentials,
+            params={"limit": _ACCEPT_CHECK_PAGE},
+        )
+        page = parse_page(response, Message, "messages", what="messages")
+        server_now = _http_date(response.headers.get("date"))
+        if server_now is not None and started is not None:
+            elapsed = dt.timedelta(seconds=time.monotonic() - started)
+            # The Date header has one-second resolution.
+            floor: dt.datetime | None = server_now - elapsed - _DATE_RESOLUTION
+        else:
+            sent = parse_timestamp(sent_at)
+            floor = sent - _CLOCK_SKEW if sent else None
+        for message in page.items:  # newest first
             if message.source != "user":
                 continue
             created = parse_timestamp(message.created_at)
-            recent = sent is None or created is None or created >= sent - _CLOCK_SKEW
             if (
                 message.content == text
-                and recent
                 and message.genie_run_id is not None
                 and message.genie_run_id not in self.known_runs
+                and (floor is None or (created is not None and created >= floor))
             ):
                 return message.genie_run_id
             return None
@@ -605,6 +631,16 @@ def _too_large(size: int) -> FileTooLargeError:
         "Nothing was sent.",
         hint="Reduce or split the file.",
     )
+
+
+def _http_date(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 def _now() -> str:

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
+import time
 import types
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
@@ -46,6 +48,7 @@ from ._http import TRANSPORT_ERRORS, release_response, to_genie_error
 from ._turn import Action, StreamCursor, TurnState, format_timestamp, parse_timestamp, sort_key
 from .errors import (
     APIConnectionError,
+    APIError,
     APIStatusError,
     AuthPauseTimeoutError,
     EventsExpiredError,
@@ -55,6 +58,7 @@ from .errors import (
     MessageNotConfirmedError,
     NotFoundError,
     RecoveryError,
+    ServerError,
     StreamClosedError,
     StreamError,
     StreamStalledError,
@@ -119,9 +123,12 @@ class TurnAPI(Protocol):
         *,
         post: Callable[[str], Awaitable[T]],
         attach: Callable[[str], Awaitable[T]],
+        retry: RetryPolicy | None = None,
     ) -> T: ...
 
-    async def find_accepted_run(self, text: str | None, sent_at: str | None) -> str | None: ...
+    async def find_accepted_run(
+        self, text: str | None, sent_at: str | None, *, started: float | None = None
+    ) -> str | None: ...
 
     async def open_send(
         self, text: str, file_id: str | None, idempotency_key: str
@@ -148,6 +155,10 @@ class TurnAPI(Protocol):
     def untrack(self, stream: EventStream) -> None: ...
 
 
+class _HookTimedOut(Exception):
+    """A hook did not answer in time (kept apart from any TimeoutError the hook raises)."""
+
+
 class _SendRequest:
     __slots__ = ("file", "text")
 
@@ -163,6 +174,7 @@ class _Budget:
         self.policy = policy
         self.started: float | None = None
         self.waits = 0
+        self.last_error: GenieError | None = None
 
     def reset(self) -> None:
         self.started = None
@@ -177,11 +189,14 @@ class _Budget:
         if cap is not None:
             wait = min(wait, cap)
         if policy.clock() - self.started + wait > policy.wait_budget:
+            last = self.last_error
             raise RecoveryError(
                 f"Gave up recovering the stream after {self.waits - 1} attempts "
-                f"({policy.wait_budget:g} s retry budget).",
+                f"({policy.wait_budget:g} s retry budget)"
+                + (f"; the last failure: {last.message}" if last else "."),
                 hint="The service kept failing; stream.cursor can resume the turn later.",
-            )
+                request_id=last.request_id if last else None,
+            ) from last
         return wait
 
 
@@ -232,6 +247,8 @@ class EventStream:
         self._pauses = 0
         self._stalled = False
         self._interrupt_wait: float | None = None
+        self._send_started: float | None = None  # time.monotonic() when the send began
+        self._streamed = send is None  # a resumed turn has started by definition
         api.track(self)
 
     # --- public surface -------------------------------------------------------------------
@@ -279,13 +296,22 @@ class EventStream:
     def closed(self) -> bool:
         return self._closed
 
-    async def approve(self, call_id: str | None = None) -> None:
-        """Approve a pending confirmation (the only one when ``call_id`` is omitted)."""
-        await self._consumer_decides(call_id, Approve())
+    async def approve(self, call_id: str | None = None) -> DecisionRecord:
+        """Approve a pending confirmation (the only one when ``call_id`` is omitted).
 
-    async def reject(self, reason: str | None = None, *, call_id: str | None = None) -> None:
-        """Reject a pending confirmation (the only one when ``call_id`` is omitted)."""
-        await self._consumer_decides(call_id, Reject(reason))
+        Returns the decision recorded for the call: check ``resolution`` — if the pause was
+        already decided (by the timeout, say), that earlier decision is returned unchanged.
+        """
+        return await self._consumer_decides(call_id, Approve())
+
+    async def reject(
+        self, reason: str | None = None, *, call_id: str | None = None
+    ) -> DecisionRecord:
+        """Reject a pending confirmation (the only one when ``call_id`` is omitted).
+
+        Returns the decision recorded for the call, as :meth:`approve` does.
+        """
+        return await self._consumer_decides(call_id, Reject(reason))
 
     async def decline_connection(self, reason: str | None = None) -> None:
         """Decline the pending runtime connection; the turn then ends."""
@@ -350,10 +376,17 @@ class EventStream:
     async def _run(self) -> AsyncGenerator[GenieEvent, None]:
         state = self._state
         policy = self._policy
+        commit = state.commit
         try:
             response = await self._open_initial()
+            pending = state.pending_confirmation
+            if pending is not None:
+                # Resumed from a cursor taken while a confirmation waited: ask again (§9.5).
+                yield await self._before_delivery(pending, Action.CONFIRMATION)
+                await self._after_pause_event(pending, Action.CONFIRMATION)
             budget = _Budget(policy)
             failed_reconnects = 0  # consecutive reconnects that delivered nothing
+            reconnect_refused = False  # the endpoint will not serve this run: replay only
             idle_polls = 0
             while True:
                 retry_after: float | None = None
@@ -364,6 +397,7 @@ class EventStream:
                     async with contextlib.aclosing(self._read(response)) as live:
                         async for batch in live:
                             for event in batch:
+                                commit(event)  # the cursor covers what the consumer received
                                 yield event
                     retry_after = self._interrupt_wait
                     if state.delivered != delivered_before:
@@ -380,34 +414,36 @@ class EventStream:
                     return
                 if state.genie_run_id is None:
                     await self._find_accepted_run()
-                if failed_reconnects < policy.reconnect_attempts:
+                if not reconnect_refused and failed_reconnects < policy.reconnect_attempts:
                     failed_reconnects += 1
                     await self._sleep(budget.next_wait(retry_after))
-                    response, refused = await self._try_reconnect()
-                    if refused:
-                        failed_reconnects = policy.reconnect_attempts
+                    response, reconnect_refused = await self._try_reconnect(budget)
                     continue
                 # Reconnecting failed: replay the persisted events (reference §9.3 step 4).
-                decided_before = len(state.decided)
+                delivered_before = state.delivered
                 async with contextlib.aclosing(self._replay_persisted()) as replayed:
                     async for event in replayed:
+                        commit(event)
                         yield event
                 if state.is_finished():  # a method: the replay changed it behind mypy's back
                     self._outcome = "completed"
                     return
                 if state.is_parked():  # the replay reached a runtime-connection pause
                     continue
-                if len(state.decided) != decided_before:
-                    failed_reconnects = 0  # the run resumes live: read its continuation
-                    continue
-                if (await self._api.info()).is_idle:
+                if state.delivered != delivered_before:
+                    # Progress: a long turn is never cut short by the budget, and (unless
+                    # refused) the live stream is worth trying again, e.g. after a decision.
+                    budget.reset()
+                    failed_reconnects = 0
+                    idle_polls = 0
+                    if not reconnect_refused:
+                        continue
+                if (await self._unless_closed(self._api.info())).is_idle:
                     idle_polls += 1
                     if idle_polls >= 2:
                         # Idle, yet no processing.finished was persisted: take the genie's
                         # reply from the history, the durable source of truth (§4.8).
-                        async with contextlib.aclosing(
-                            self._history_replies(since=state.sent_at)
-                        ) as replies:
+                        async with contextlib.aclosing(self._history_replies()) as replies:
                             async for event in replies:
                                 yield event
                         logger.warning(
@@ -422,6 +458,16 @@ class EventStream:
             if exc.cursor is None:
                 exc.cursor = self._state.cursor()
             raise
+        except (ServerError, APIConnectionError) as exc:
+            if not self._streamed:
+                raise  # the turn never started: the send's own error says it best
+            raise RecoveryError(
+                f"The stream dropped and could not be recovered: {exc.message}",
+                hint="The service kept failing; stream.cursor resumes the turn later "
+                "(Conversation.resume).",
+                request_id=exc.request_id,
+                cursor=self._state.cursor(),
+            ) from exc
         finally:
             self._finished = True
             self._disarm_watchdog()
@@ -443,7 +489,11 @@ class EventStream:
         """
         state = self._state
         self._interrupt_wait = None
+        if self._closed:  # closed while the request was in flight
+            release_response(response)
+            raise StreamClosedError("The stream was closed.")
         self._response = response
+        self._streamed = True
         self._request_id = response.headers.get(C.REQUEST_ID_HEADER)
         self._arm_watchdog()
         try:
@@ -480,16 +530,18 @@ class EventStream:
                         interrupted = True
                         break
                     else:
+                        if batch:  # hand over what came before the pause before any I/O
+                            yield batch
+                            batch = []
                         event = await self._before_delivery(event, action)
-                        batch.append(event)
-                        yield batch
-                        batch = []
+                        yield [event]
                         if action is Action.FINISHED:
                             return
                         await self._after_pause_event(event, action)
                 if batch:
                     yield batch
                 if state.delivered != delivered_before:
+                    # Set after the consumer handed control back: holding events is no stall.
                     self._last_progress = loop.time()
                 if too_large is not None:
                     too_large.request_id = self._request_id
@@ -521,6 +573,7 @@ class EventStream:
         file_id = await self._api.resolve_file(spec.file)
         state = self._state
         state.sent_at = sent_at = format_timestamp(dt.datetime.now(dt.timezone.utc))
+        self._send_started = time.monotonic()
 
         async def post(key: str) -> aiohttp.ClientResponse:
             return await self._api.open_send(spec.text, file_id, key)
@@ -530,18 +583,32 @@ class EventStream:
             state.genie_run_id = run
             return await self._api.open_run(run, None)
 
-        return await self._api.post_message(spec.text, sent_at, post=post, attach=attach)
+        response = await self._api.post_message(
+            spec.text,
+            sent_at,
+            post=post,
+            attach=attach,
+            retry=dataclasses.replace(self._policy, sleep=self._sleep),
+        )
+        if self._closed:
+            release_response(response)
+            raise StreamClosedError("The stream was closed while the message was being sent.")
+        return response
 
     async def _find_accepted_run(self) -> None:
         """Procedure E: dropped before any event. Follow the message's run, or give up."""
         budget = _Budget(self._policy)
         idle_without_message = 0
         while True:
-            run = await self._api.find_accepted_run(self._state.message, self._state.sent_at)
+            run = await self._unless_closed(
+                self._api.find_accepted_run(
+                    self._state.message, self._state.sent_at, started=self._send_started
+                )
+            )
             if run is not None:
                 self._state.genie_run_id = run
                 return
-            info = await self._api.info()
+            info = await self._unless_closed(self._api.info())
             if info.is_idle:
                 idle_without_message += 1
                 if idle_without_message >= 2:
@@ -555,7 +622,9 @@ class EventStream:
                 budget.next_wait(cap=C.DEFAULT_POLL_MAX if idle_without_message else None)
             )
 
-    async def _try_reconnect(self) -> tuple[aiohttp.ClientResponse | None, bool]:
+    async def _try_reconnect(
+        self, budget: _Budget
+    ) -> tuple[aiohttp.ClientResponse | None, bool]:
         """One reconnect to the run with ``Last-Event-ID``: (response, refused).
 
         ``refused`` means a 4xx other than 401/403: the reconnect endpoint will not serve
@@ -564,14 +633,19 @@ class EventStream:
         state = self._state
         assert state.genie_run_id is not None
         try:
-            return await self._api.open_run(state.genie_run_id, state.last_event_id), False
+            response = await self._unless_closed(
+                self._api.open_run(state.genie_run_id, state.last_event_id)
+            )
+            return response, False
         except APIStatusError as exc:
             if exc.status in _FATAL_RECONNECT_STATUSES:
                 raise
             logger.debug("reconnect failed with %d", exc.status)
+            budget.last_error = exc
             return None, exc.status < 500
         except APIConnectionError as exc:
             logger.debug("reconnect failed: %s", exc)
+            budget.last_error = exc
             return None, False
 
     async def _replay_persisted(self) -> AsyncGenerator[GenieEvent, None]:
@@ -607,7 +681,9 @@ class EventStream:
         collected: dict[object, dict[str, Any]] = {}
         cursor = since
         for _ in range(C.MAX_PAGES):
-            page = await self._api.event_page(since=cursor, limit=C.EVENTS_PAGE_LIMIT)
+            page = await self._unless_closed(
+                self._api.event_page(since=cursor, limit=C.EVENTS_PAGE_LIMIT)
+            )
             added = 0
             for raw in page.events:
                 key: object = raw.get("event_id") or (raw.get("genie_run_id"), raw.get("seq_num"))
@@ -616,7 +692,12 @@ class EventStream:
                     added += 1
             following = page.next_since_created_at
             # Stop when the server says so, or when a page brings nothing new (a loop guard).
-            if following is None or following == cursor or added == 0:
+            if following is None or added == 0:
+                break
+            if following == cursor:
+                # More than a page of events share one timestamp: since_created_at cannot
+                # page past them (an API limit); what is missing will come from the history.
+                logger.warning("persisted events stuck at %s; paging cannot advance", cursor)
                 break
             cursor = following
         run = state.genie_run_id
@@ -624,9 +705,12 @@ class EventStream:
         mine.sort(key=sort_key)
         return [event_from_object(raw) for raw in mine]
 
-    async def _history_replies(self, *, since: str | None) -> AsyncGenerator[GenieEvent, None]:
+    async def _history_replies(self) -> AsyncGenerator[GenieEvent, None]:
         """Genie messages of this turn from the history that no event delivered yet."""
         state = self._state
+        sent = parse_timestamp(state.sent_at)
+        # Our clock, not the server's: reach back generously; the run id does the filtering.
+        since = format_timestamp(sent - _CLOCK_SKEW) if sent else None
         delivered = state.delivered_message_ids()
         for message in await self._recent_messages(since):
             if message.source != "genie" or message.message_id in delivered:
@@ -642,7 +726,9 @@ class EventStream:
         found: list[Message] = []
         cursor: str | None = None
         for _ in range(C.MAX_PAGES):
-            page = await self._api.message_page(limit=C.DEFAULT_PAGE_LIMIT, cursor=cursor)
+            page = await self._unless_closed(
+                self._api.message_page(limit=C.DEFAULT_PAGE_LIMIT, cursor=cursor)
+            )
             reached_floor = False
             for message in page.items:  # newest first
                 created = parse_timestamp(message.created_at)
@@ -661,6 +747,8 @@ class EventStream:
     async def _before_delivery(self, event: GenieEvent, action: Action) -> GenieEvent:
         """Prepare a pause event so the consumer can act on it the moment it arrives."""
         if action is Action.AUTH_PAUSE:
+            # Only keep-alives follow until the stream ends: the user, not the genie, is busy.
+            self._pause_stall()
             return await self._with_link(event)
         if action is Action.CONFIRMATION and self._confirm_hook is None:
             assert isinstance(event, SkillConfirmationRequired)
@@ -694,7 +782,7 @@ class EventStream:
                     self._confirm_hook(event), self._timeouts.decision
                 )
                 source: Literal["hook", "timeout"] = "hook"
-            except asyncio.TimeoutError:
+            except _HookTimedOut:
                 logger.warning(
                     "on_skill_confirmation gave no decision for %s within %g s; rejecting",
                     call_id,
@@ -721,17 +809,23 @@ class EventStream:
         finally:
             self._resume_stall()
 
-    async def _consumer_decides(self, call_id: str | None, decision: Decision) -> None:
+    async def _consumer_decides(self, call_id: str | None, decision: Decision) -> DecisionRecord:
         if call_id is None:
             if len(self._awaiting_consumer) != 1:
                 raise UsageError(
                     f"{len(self._awaiting_consumer)} confirmations are pending; pass call_id."
                 )
             call_id = next(iter(self._awaiting_consumer))
-        if call_id in self._state.decided or call_id in self._submitting:
-            logger.debug("confirmation %s is already decided; ignoring", call_id)
-            return
-        await self._submit(call_id, decision, "consumer")
+        if call_id in self._submitting:
+            raise UsageError(f"A decision for {call_id} is being submitted right now.")
+        if call_id not in self._state.decided:
+            await self._submit(call_id, decision, "consumer")
+        return self._decisions.get(call_id) or DecisionRecord(
+            call_id,
+            "approved" if self._state.decided[call_id] == "approved" else "rejected",
+            None,
+            "consumer",
+        )
 
     async def _expire_decision(self, call_id: str) -> None:
         await asyncio.sleep(self._timeouts.decision)
@@ -783,14 +877,15 @@ class EventStream:
         if attempt is None:
             return event
         try:
-            link = await self._api.connection_link(attempt)
-        except NotFoundError:
-            return event  # the link endpoint 404s on some deployments (reference §4.12)
+            link = await self._unless_closed(self._api.connection_link(attempt))
+        except APIError as exc:
+            # 404s on some deployments (reference §4.12); any failure just means no link yet:
+            # the pause is delivered anyway and the link polling tries again.
+            logger.debug("could not fetch the auth link for %s: %s", attempt, exc)
+            return event
         if link.auth_link is None:
             return event
-        enriched = msgspec.structs.replace(event, auth_link=link.auth_link)
-        self._state.auth_pause = enriched
-        return enriched
+        return msgspec.structs.replace(event, auth_link=link.auth_link)
 
     async def _call_auth_hook(self, event: RuntimeConnectionAuthRequired, link: Any) -> None:
         if self._auth_hook is None:
@@ -801,7 +896,7 @@ class EventStream:
         self._pause_stall()
         try:
             result: object = await self._bounded(self._auth_hook(request), self._timeouts.decision)
-        except asyncio.TimeoutError:
+        except _HookTimedOut:
             logger.warning("on_auth_required did not return within %g s", self._timeouts.decision)
             return
         except (asyncio.CancelledError, StreamClosedError):
@@ -844,7 +939,7 @@ class EventStream:
         while link_endpoint and self._declined is None:
             assert attempt is not None
             try:
-                link = await self._api.connection_link(attempt)
+                link = await self._unless_closed(self._api.connection_link(attempt))
             except NotFoundError:
                 logger.debug("link endpoint unavailable; waiting on the message history instead")
                 link_endpoint = False
@@ -874,7 +969,7 @@ class EventStream:
                 state.record_history_message(message.message_id, message.content)
                 seen_any = True
                 yield _message_event(message, state.conversation_id)
-            if seen_any and (await self._api.info()).is_idle:
+            if seen_any and (await self._unless_closed(self._api.info())).is_idle:
                 self._outcome = "completed"
                 return
             self._check_auth_deadline(loop, deadline)
@@ -916,7 +1011,8 @@ class EventStream:
         loop = asyncio.get_running_loop()
         now = loop.time()
         deadline = self._last_progress + stall
-        if self._pauses > 0:
+        if self._pauses > 0 or not self._agen.ag_running:
+            # Paused, or the consumer holds an event (the generator waits at a yield).
             self._watchdog = loop.call_at(now + stall, self._check_stall)
             return
         if now < deadline:
@@ -948,23 +1044,49 @@ class EventStream:
             )
 
     async def _bounded(self, awaitable: Awaitable[T], timeout: float) -> T:
-        """Await a hook with a timeout, giving up early if the stream is closed."""
+        """Await a hook with a timeout (raising ``_HookTimedOut``), or until the stream closes.
+
+        The hook runs in its own task; whatever happens (timeout, close, cancellation of the
+        caller) that task is cancelled and awaited, and a cancellation of the caller
+        propagates untouched.
+        """
         task = asyncio.ensure_future(awaitable)
         closed = asyncio.ensure_future(self._closed_event.wait())
         try:
             done, _ = await asyncio.wait(
-                {task, closed}, timeout=timeout, return_when="FIRST_COMPLETED"
+                {task, closed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
-            closed.cancel()
+            for pending in (task, closed):
+                if not pending.done():
+                    pending.cancel()
+            # return_exceptions: the tasks' own cancellation is collected, not raised; a
+            # cancellation of this task while waiting here still propagates.
+            await asyncio.gather(task, closed, return_exceptions=True)
         if task in done:
             return task.result()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
         if closed in done:
             raise StreamClosedError("The stream was closed while a hook was running.")
-        raise asyncio.TimeoutError
+        raise _HookTimedOut
+
+    async def _unless_closed(self, awaitable: Awaitable[T]) -> T:
+        """Await a call made while recovering or paused; a close from another task ends it."""
+        if self._closed:
+            if asyncio.iscoroutine(awaitable):
+                awaitable.close()  # never started: don't leave an un-awaited coroutine
+            raise StreamClosedError("The stream was closed.")
+        task = asyncio.ensure_future(awaitable)
+        closed = asyncio.ensure_future(self._closed_event.wait())
+        try:
+            await asyncio.wait({task, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pending in (task, closed):
+                if not pending.done():
+                    pending.cancel()
+            await asyncio.gather(task, closed, return_exceptions=True)
+        if task.cancelled():
+            raise StreamClosedError("The stream was closed.")
+        return task.result()
 
     async def _sleep(self, seconds: float) -> None:
         """A recovery wait (the policy's injectable sleep) that a close interrupts."""

@@ -11,13 +11,15 @@ Rules (reference §9.3, §9.7):
 * an event is a duplicate when its ``seq_num`` was seen in the run (never a bare seq: it
   restarts at 1 for every run; events of other runs are foreign), or, for an event without
   one, its ``event_id`` was; or when it lies at or before the cursor the turn resumed from;
-* only delivered (persisted) events advance the cursor.
+* only persisted events advance the cursor, and only as they are handed to the consumer
+  (:meth:`TurnState.commit`), never when they are merely read off the wire.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
+import re
 from typing import Any
 
 import msgspec
@@ -69,6 +71,7 @@ class StreamCursor(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     decided: dict[str, str] = msgspec.field(default_factory=dict)
     auth_attempt_id: str | None = None
     auth_paused_at: str | None = None
+    pending_confirmation: SkillConfirmationRequired | None = None
     finished: bool = False
 
     def to_json(self) -> str:
@@ -79,26 +82,43 @@ class StreamCursor(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
         return msgspec.json.decode(data, type=cls)
 
 
+_RFC3339 = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+    r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))?$"
+)
+
+
 def parse_timestamp(value: str | None) -> dt.datetime | None:
-    """A tolerant RFC 3339 parser (fractions of any length, ``Z`` or an offset)."""
+    """A tolerant RFC 3339 parser: fractions of any length, ``Z``, an offset, or none (UTC).
+
+    Written out rather than ``datetime.fromisoformat``, which on Python 3.10 accepts neither
+    ``Z`` nor fractions other than 3 or 6 digits.
+    """
     if not value:
         return None
-    text = value.strip().replace("z", "Z")
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    if "." in text:
-        # Python 3.10 accepts only 3 or 6 fraction digits: normalise to 6.
-        head, _, rest = text.partition(".")
-        digits = "".join(ch for ch in rest if ch.isdigit())
-        tail = rest[len(digits) :]
-        text = f"{head}.{(digits + '000000')[:6]}{tail}"
-    try:
-        parsed = dt.datetime.fromisoformat(text)
-    except ValueError:
+    match = _RFC3339.match(value.strip())
+    if match is None:
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed
+    date, hour, minute, second, fraction, _zulu, sign, off_hours, off_minutes = match.groups()
+    zone = dt.timezone.utc
+    if sign is not None:
+        offset = dt.timedelta(hours=int(off_hours), minutes=int(off_minutes))
+        zone = dt.timezone(offset if sign == "+" else -offset)
+    try:
+        year, month, day = (int(part) for part in date.split("-"))
+        moment = dt.datetime(
+            year,
+            month,
+            day,
+            int(hour),
+            int(minute),
+            int(second),
+            int(((fraction or "") + "000000")[:6]),
+            tzinfo=zone,
+        )
+    except ValueError:  # e.g. month 13
+        return None
+    return moment.astimezone(dt.timezone.utc)
 
 
 def format_timestamp(moment: dt.datetime) -> str:
@@ -207,6 +227,9 @@ class TurnState:
         state.last_seq_num = cursor.last_seq_num
         state.floor_event_id = cursor.last_event_id
         state.decided = dict(cursor.decided)
+        pending = cursor.pending_confirmation
+        if pending is not None and pending.call_id not in state.decided:
+            state.pending_confirmation = pending  # re-asked first when the turn resumes
         state.finished = cursor.finished
         state.auth_paused_at = cursor.auth_paused_at
         if cursor.auth_attempt_id is not None or cursor.auth_paused_at is not None:
@@ -231,6 +254,7 @@ class TurnState:
             decided=dict(self.decided),
             auth_attempt_id=pause.runtime_connection_attempt_id if pause else None,
             auth_paused_at=self.auth_paused_at,
+            pending_confirmation=self.pending_confirmation,
             finished=self.finished,
         )
 
@@ -246,10 +270,10 @@ class TurnState:
         return set(self._message_ids)
 
     def observe(self, event: GenieEvent) -> Action:
-        """Classify ``event`` and fold it into the state (only when it is delivered).
+        """Classify ``event``: what the stream does with it. Never moves the cursor.
 
         On the hot path: a few attribute reads, one comparison of the seq against the next
-        expected one, and three stores.
+        expected one, and a counter.
         """
         kind = event.type
         if kind == KEEPALIVE_TYPE:
@@ -261,44 +285,59 @@ class TurnState:
             if self.genie_run_id is not None:
                 return Action.FOREIGN
             self.genie_run_id = run
-        event_id = event.event_id
         seq = event.seq_num
         if seq is not None:
             if not self._seqs.add(seq):
                 return Action.DUPLICATE
-            if self.last_seq_num is None or seq > self.last_seq_num:
-                self.last_seq_num = seq
-        elif event_id is not None:
-            if event_id in self.seen_ids or event_id == self.floor_event_id:
-                return Action.DUPLICATE
-            self.seen_ids.add(event_id)
+        else:
+            event_id = event.event_id
+            if event_id is not None:
+                if event_id in self.seen_ids or event_id == self.floor_event_id:
+                    return Action.DUPLICATE
+                self.seen_ids.add(event_id)
+        self.delivered += 1
+        if kind == _AGENT_MESSAGE:
+            return Action.DELIVER
+        if kind == _FINISHED:
+            return Action.FINISHED
+        if kind == _CONFIRMATION and isinstance(event, SkillConfirmationRequired):
+            return Action.DELIVER if event.call_id in self.decided else Action.CONFIRMATION
+        if kind == _AUTH_REQUIRED and isinstance(event, RuntimeConnectionAuthRequired):
+            return Action.AUTH_PAUSE
+        return Action.DELIVER
+
+    def commit(self, event: GenieEvent) -> None:
+        """Fold ``event`` into what the turn has delivered: the consumer is receiving it now.
+
+        Everything the cursor reports (position, end, pending pauses, final text) changes
+        here and only here, so a consumer who stops in the middle of a chunk leaves a cursor
+        that covers exactly what it received.
+        """
+        event_id = event.event_id
         if event_id is not None:
             self.last_event_id = event_id
-        if event.created_at is not None:
-            self.last_created_at = event.created_at
-        self.delivered += 1
+        created_at = event.created_at
+        if created_at is not None:
+            self.last_created_at = created_at
+        seq = event.seq_num
+        if seq is not None and (self.last_seq_num is None or seq > self.last_seq_num):
+            self.last_seq_num = seq
+        kind = event.type
         if kind == _AGENT_MESSAGE and isinstance(event, AgentMessage):
             self._last_message = event
             if event.message_id is not None:
                 self._message_ids.append(event.message_id)
-            self.pending_confirmation = None
-            return Action.DELIVER
-        if kind == _FINISHED:
+        elif kind == _FINISHED:
             self.finished = True
-            self.pending_confirmation = None
-            return Action.FINISHED
-        if kind == _CONFIRMATION and isinstance(event, SkillConfirmationRequired):
-            if event.call_id in self.decided:
-                return Action.DELIVER
-            self.pending_confirmation = event
-            return Action.CONFIRMATION
-        # Any later event of the run means an earlier confirmation pause is over.
-        self.pending_confirmation = None
-        if kind == _AUTH_REQUIRED and isinstance(event, RuntimeConnectionAuthRequired):
+        elif kind == _CONFIRMATION and isinstance(event, SkillConfirmationRequired):
+            if event.call_id not in self.decided:
+                self.pending_confirmation = event
+            return
+        elif kind == _AUTH_REQUIRED and isinstance(event, RuntimeConnectionAuthRequired):
             self.auth_pause = event
             self.auth_paused_at = event.created_at
-            return Action.AUTH_PAUSE
-        return Action.DELIVER
+        # Any later event of the run means an earlier confirmation pause is over.
+        self.pending_confirmation = None
 
     def is_finished(self) -> bool:
         """Whether ``processing.finished`` was delivered."""

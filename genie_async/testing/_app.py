@@ -1,9 +1,15 @@
-"""The runtime API (reference §3.1, §4) as an `aiohttp.web.Application`: the route table."""
+"""The runtime API (reference §3.1, §4) as an `aiohttp.web.Application`: the route table.
+
+The Developer API stubs (reference §10) are served by the same app (`_admin_routes`)."""
 
 from __future__ import annotations
 
+import datetime
+import email.utils
+
 from aiohttp import web
 
+from ._admin_routes import add_admin_routes
 from ._conversations import (
     MAX_UPLOAD_BYTES,
     create_conversation,
@@ -40,6 +46,14 @@ async def unknown(call: Call) -> web.StreamResponse:
 def build_app(world: World) -> web.Application:
     """The runtime API application serving ``world``."""
     app = web.Application(client_max_size=MAX_UPLOAD_BYTES)
+
+    async def stamp_date(request: web.Request, response: web.StreamResponse) -> None:
+        # The Date header follows the simulator's clock, like every created_at it serves, so
+        # a test that moves the clock sees one consistent notion of "now".
+        now = datetime.datetime.fromtimestamp(world.clock.now(), tz=datetime.timezone.utc)
+        response.headers["Date"] = email.utils.format_datetime(now, usegmt=True)
+
+    app.on_response_prepare.append(stamp_date)
     conv = BASE + "/conversations/{cid}"
     routes = [
         ("GET", BASE + "/conversations", "list_conversations", list_conversations),
@@ -59,6 +73,7 @@ def build_app(world: World) -> web.Application:
     ]
     for method, path, name, handler in routes:
         app.router.add_route(method, path, endpoint(world, name, handler), name=name)
+    add_admin_routes(app, world)
     app.router.add_get(
         "/sim/runtime_connection/{attempt}/authorize",
         endpoint(world, "sim_authorize", authorize_page, public=True),
