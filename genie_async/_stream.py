@@ -205,8 +205,17 @@ class EventStream:
 
     Iterating yields typed events (:mod:`genie_async.events`) exactly once each and in
     order: keep-alives are filtered, drops are recovered, the pauses are handled by the
-    hooks. It is also usable with a plain ``async for``, and :meth:`aclose` (alias
-    :meth:`close`) may be called at any time, from any task, any number of times.
+    hooks. :meth:`aclose` (alias :meth:`close`) may be called at any time, from any task,
+    any number of times.
+
+    A plain ``async for`` (without ``async with``) releases the connection when the turn
+    ends, but no iterator can notice a ``break``: after breaking out early, call
+    :meth:`aclose`, or the connection stays open until garbage collection. ``async with``
+    (or ``contextlib.aclosing``) makes that impossible to forget.
+
+    Closing while a skill confirmation waits for a decision leaves it pending on the
+    server (so another process can take over from :attr:`cursor`); decide it with
+    ``Conversation.approve_skill`` / ``reject_skill`` or resume the turn.
     """
 
     def __init__(
