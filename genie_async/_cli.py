@@ -25,6 +25,7 @@ from . import __version__
 from ._client import GenieClient
 from ._config import Timeouts
 from ._conversation import Conversation
+from ._doctor import DoctorConfig, run_checks
 from ._hooks import Approve, AuthRequest, Reject
 from ._models import Message, UploadedFile
 from .errors import GenieError
@@ -77,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_demo(console, interactive=args.interactive))
         if args.command == "chat":
             return asyncio.run(_chat(console, args))
+        if args.command == "doctor":
+            return asyncio.run(_doctor_command(console, args))
         return asyncio.run(_simulate(console, args.host, args.port, args.ping_interval))
     except KeyboardInterrupt:
         return 130
@@ -105,6 +108,25 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--simulator", action="store_true", help="chat with the bundled simulator")
     chat.add_argument("--genie", help="the genie id (gin-…); required unless --simulator")
     chat.add_argument("--conversation", help="continue an existing conversation")
+    doctor = commands.add_parser(
+        "doctor",
+        help="check a genie's Headless API setup, step by step, with the fix for each failure",
+        epilog=f"{CREDENTIALS_HELP} Optionally GENIE_DEVELOPER_TOKEN (wrkaus-…) and "
+        "GENIE_USER_EMAIL, to check the genie and the end user with the Developer API.",
+    )
+    doctor.add_argument("--genie", required=True, help="the genie id (gin-…)")
+    doctor_where = doctor.add_mutually_exclusive_group(required=True)
+    doctor_where.add_argument("--data-center", help="us, eu, jp, sg, au, il or in")
+    doctor_where.add_argument("--base-url", help="an explicit runtime API origin")
+    doctor.add_argument(
+        "--admin-base-url", help="the Developer API origin, when --base-url is used"
+    )
+    doctor.add_argument(
+        "--stream-timeout",
+        type=float,
+        default=20.0,
+        help="seconds without a meaningful event before the stream check fails (default 20)",
+    )
     simulate = commands.add_parser(
         "simulate", help="run the simulator standalone (for front ends in any language)"
     )
@@ -563,6 +585,43 @@ async def _show_timeline(console: Console, conversation: Conversation) -> None:
             console.print(
                 f"[dim]{escape(item.created_at or '')}[/dim] {escape(line)}", soft_wrap=True
             )
+
+
+# --- doctor ----------------------------------------------------------------------------------
+
+_MARKS = {"pass": "[green]✓[/green]", "fail": "[red]✗[/red]", "skip": "[dim]–[/dim]"}
+
+
+async def _doctor_command(console: Console, args: argparse.Namespace) -> int:
+    env = os.environ
+    config = DoctorConfig(
+        genie_id=args.genie,
+        data_center=args.data_center,
+        base_url=args.base_url,
+        api_key=env.get("GENIE_API_KEY") or None,
+        user_id=env.get("GENIE_USER_ID") or None,
+        access_token=env.get("GENIE_ACCESS_TOKEN") or None,
+        developer_token=env.get("GENIE_DEVELOPER_TOKEN") or None,
+        user_email=env.get("GENIE_USER_EMAIL") or None,
+        admin_base_url=args.admin_base_url,
+        stream_timeout=args.stream_timeout,
+    )
+    console.print(f"[bold]genie-async doctor[/bold] — genie {escape(args.genie)}")
+    failed = 0
+    async for check in run_checks(config):
+        failed += check.status == "fail"
+        console.print(
+            f"{_MARKS[check.status]} {escape(check.name)} — {escape(check.detail)}", soft_wrap=True
+        )
+        if check.fix and check.status == "fail":
+            console.print(f"    [yellow]fix:[/yellow] {escape(check.fix)}", soft_wrap=True)
+        if check.request_id and check.status == "fail":
+            console.print(f"    [dim]request_id={escape(check.request_id)}[/dim]")
+    if failed:
+        console.print(f"[red bold]{failed} check(s) failed.[/red bold]")
+        return 1
+    console.print("[green bold]All checks passed.[/green bold]")
+    return 0
 
 
 # --- simulate --------------------------------------------------------------------------------

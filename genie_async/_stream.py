@@ -155,7 +155,7 @@ class TurnAPI(Protocol):
     def untrack(self, stream: EventStream) -> None: ...
 
 
-class _HookTimedOut(Exception):
+class _HookTimeoutError(Exception):
     """A hook did not answer in time (kept apart from any TimeoutError the hook raises)."""
 
 
@@ -631,9 +631,7 @@ class EventStream:
                 budget.next_wait(cap=C.DEFAULT_POLL_MAX if idle_without_message else None)
             )
 
-    async def _try_reconnect(
-        self, budget: _Budget
-    ) -> tuple[aiohttp.ClientResponse | None, bool]:
+    async def _try_reconnect(self, budget: _Budget) -> tuple[aiohttp.ClientResponse | None, bool]:
         """One reconnect to the run with ``Last-Event-ID``: (response, refused).
 
         ``refused`` means a 4xx other than 401/403: the reconnect endpoint will not serve
@@ -791,7 +789,7 @@ class EventStream:
                     self._confirm_hook(event), self._timeouts.decision
                 )
                 source: Literal["hook", "timeout"] = "hook"
-            except _HookTimedOut:
+            except _HookTimeoutError:
                 logger.warning(
                     "on_skill_confirmation gave no decision for %s within %g s; rejecting",
                     call_id,
@@ -905,7 +903,7 @@ class EventStream:
         self._pause_stall()
         try:
             result: object = await self._bounded(self._auth_hook(request), self._timeouts.decision)
-        except _HookTimedOut:
+        except _HookTimeoutError:
             logger.warning("on_auth_required did not return within %g s", self._timeouts.decision)
             return
         except (asyncio.CancelledError, StreamClosedError):
@@ -1053,7 +1051,7 @@ class EventStream:
             )
 
     async def _bounded(self, awaitable: Awaitable[T], timeout: float) -> T:
-        """Await a hook with a timeout (raising ``_HookTimedOut``), or until the stream closes.
+        """Await a hook with a timeout (raising ``_HookTimeoutError``), or until the stream closes.
 
         The hook runs in its own task; whatever happens (timeout, close, cancellation of the
         caller) that task is cancelled and awaited, and a cancellation of the caller
@@ -1076,7 +1074,7 @@ class EventStream:
             return task.result()
         if closed in done:
             raise StreamClosedError("The stream was closed while a hook was running.")
-        raise _HookTimedOut
+        raise _HookTimeoutError
 
     async def _unless_closed(self, awaitable: Awaitable[T]) -> T:
         """Await a call made while recovering or paused; a close from another task ends it."""

@@ -12,6 +12,7 @@ from genie_async import (
     Approve,
     AuthRequest,
     GenieClient,
+    HookError,
     ProcessingFinished,
     RecoveryError,
     RetryPolicy,
@@ -61,7 +62,9 @@ async def test_a_retry_after_a_5xx_never_attaches_to_an_earlier_identical_messag
     sim.fail("send", 502)
     second = await client.conversation(conversation.conversation_id).ask("yes")  # fresh handle
     assert second.genie_run_id != first.genie_run_id
-    users = [m for m in sim.conversation(conversation.conversation_id).messages if m.source == "user"]
+    users = [
+        m for m in sim.conversation(conversation.conversation_id).messages if m.source == "user"
+    ]
     assert [m.content for m in users] == ["yes", "yes"]
 
 
@@ -204,7 +207,9 @@ async def test_a_spent_budget_says_what_failed_last(sim: GenieSimulator) -> None
         await assert_no_open_connections(client, sim)
 
 
-async def test_cancelling_the_reader_cancels_the_hook(sim: GenieSimulator, client: GenieClient) -> None:
+async def test_cancelling_the_reader_cancels_the_hook(
+    sim: GenieSimulator, client: GenieClient
+) -> None:
     """The hook task does not outlive a cancelled reader; nothing is posted."""
     sim.default_turn = Turn(Confirm("Submit"), Say("done"))
     hook_state: list[str] = []
@@ -259,8 +264,6 @@ async def test_a_hook_raising_its_own_timeout_error_is_a_hook_error(
     sim: GenieSimulator, client: GenieClient
 ) -> None:
     """A TimeoutError from inside the hook is the hook failing, not the decision timing out."""
-    from genie_async import HookError
-
     sim.default_turn = Turn(Confirm("Submit"))
 
     async def hook(event: SkillConfirmationRequired) -> Approve:

@@ -24,9 +24,14 @@ Example::
             ...
             assert sim.requests("send")[0].status == 503
 
+The same simulator serves the Developer API stubs used by `genie_async.admin` (genie
+start/stop, genie clients, IAM user lookup) with ``sim.developer_token``; their route names
+for `GenieSimulator.fail` and ``sim.log`` are in `ADMIN_ROUTES`.
+
 `VirtualClock` is a fake clock for retry-policy tests.
 """
 
+from ._admin_routes import ADMIN_ROUTES
 from ._clock import SimClock, VirtualClock
 from ._faults import ROUTES, HttpFault, StreamFault
 from ._model import SimConversation, SimEvent, SimMessage, SimRun
@@ -35,6 +40,7 @@ from ._scenario import Confirm, ConnectAuth, Emit, MessageMatcher, Say, Skill, S
 from ._simulator import GenieSimulator
 
 __all__ = [
+    "ADMIN_ROUTES",
     "ROUTES",
     "ApprovalRecord",
     "Confirm",

@@ -19,7 +19,9 @@ __all__ = [
     "StreamFaultKind",
 ]
 
-StreamFaultKind = Literal["abort", "abort_mid_event", "eof", "interrupt", "stall"]
+StreamFaultKind = Literal[
+    "abort", "abort_mid_event", "abort_at_byte", "eof", "interrupt", "stall", "trickle"
+]
 RouteName = Literal[
     "create_conversation",
     "list_conversations",
@@ -55,6 +57,14 @@ class StreamFault:
     - ``"interrupt"``: after ``after_events`` events, write ``system.stream_interrupted``
       (reason ``"timeout"``, ``retry_after_ms``, ``last_seq_num``) and end cleanly.
     - ``"stall"``: after ``after_events`` events, write only pings on this connection.
+    - ``"abort_at_byte"``: after ``after_events`` events, write ``at_byte`` more bytes of the
+      following event frames (cutting wherever that lands: inside a line, inside a UTF-8
+      character, between CR and LF), flush, abort. Pings and control frames are written whole
+      and not counted, so the cut falls at the same place whatever the timing. Nothing happens
+      if the connection's events end first.
+    - ``"trickle"``: from ``after_events`` events on, write every frame (pings included) in
+      pieces of 1 to ``piece_bytes`` bytes with ``piece_delay`` seconds between pieces; sizes
+      come from an RNG seeded with ``seed`` and the connection index. Nothing is lost.
 
     ``connection`` selects the run's SSE connection by opening order (0 = the first, normally
     the POST stream; 1 = the next, normally the first ``genie-runs`` reconnect); ``None``
@@ -66,12 +76,22 @@ class StreamFault:
     after_events: int = field(default=0, kw_only=True)
     connection: int | None = field(default=0, kw_only=True)
     retry_after_ms: int | None = field(default=50, kw_only=True)
+    at_byte: int = field(default=0, kw_only=True)
+    piece_bytes: int = field(default=16, kw_only=True)
+    piece_delay: float = field(default=0.001, kw_only=True)
+    seed: int = field(default=0, kw_only=True)
 
     def __post_init__(self) -> None:
         if self.kind not in get_args(StreamFaultKind):
             raise ValueError(f"unknown stream fault kind {self.kind!r}")
         if self.after_events < 0:
             raise ValueError("after_events must be >= 0")
+        if self.at_byte < 0:
+            raise ValueError("at_byte must be >= 0")
+        if self.piece_bytes < 1:
+            raise ValueError("piece_bytes must be >= 1")
+        if self.piece_delay < 0:
+            raise ValueError("piece_delay must be >= 0")
         if self.connection is not None and self.connection < 0:
             raise ValueError("connection must be >= 0 or None")
 

@@ -114,6 +114,7 @@ class SimUser:
     status: Literal["active", "invited"] = "active"
     allow_listed: bool = True
     email: str | None = None
+    name: str | None = None
 
     @property
     def may_chat(self) -> bool:

@@ -9,6 +9,8 @@ from typing import Literal
 
 from aiohttp import web
 
+from ._admin_routes import ADMIN_ROUTES, AdminHttpFault
+from ._admin_state import regenerate_key, set_client_attached
 from ._app import build_app
 from ._clock import SimClock
 from ._faults import HttpFault
@@ -40,6 +42,11 @@ class GenieSimulator:
     ``events_page_size`` (default ``/events`` page size), ``auth_interrupt_after`` (seconds of
     pings between ``runtime_connection.auth_required`` and ``system.stream_interrupted``),
     ``host`` and ``port`` (0 = any free port).
+
+    The same app serves the Developer API stubs (``/api/agentic/…``, ``/api/iam/…``; in
+    production another host): authenticate with `developer_token`; genie start/stop flip
+    `genie_started`; detaching, attaching and regenerating genie clients change what the
+    runtime accepts (`client_attached`, `api_key`); `developer_privileges` is the token's role.
     """
 
     def __init__(
@@ -78,6 +85,8 @@ class GenieSimulator:
         """The runtime API application (mountable in ``aiohttp_server`` too)."""
         self.user_id: str = self._world.add_user()
         """An active, allow-listed Identity user id for ``X-IDP-User-Id``."""
+        self.user_email: str = self._world.users[self.user_id].email or ""
+        """The email of `user_id` (what ``GET /api/iam/users?query=`` finds it by)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -144,8 +153,41 @@ class GenieSimulator:
 
     @property
     def api_key(self) -> str:
-        """The current genie-client API key (64 lowercase hex characters)."""
+        """The API key the runtime accepts: the attached genie client's current key (64
+        lowercase hex characters). Changes when a client is attached or its key regenerated."""
         return self._world.api_key
+
+    @property
+    def developer_token(self) -> str:
+        """The valid ``wrkaus-…`` Developer API token; any other bearer gets 401 there."""
+        return self._world.admin.developer_token
+
+    @property
+    def developer_privileges(self) -> set[str]:
+        """The Developer API token's role privileges (a live, mutable set): ``genies``,
+        ``genie_clients`` and ``custom_chat_interface`` by default. Without
+        ``custom_chat_interface``, creating, regenerating or attaching a client gets 403."""
+        return self._world.admin.privileges
+
+    @developer_privileges.setter
+    def developer_privileges(self, value: set[str]) -> None:
+        self._world.admin.privileges = set(value)
+
+    @property
+    def client_id(self) -> str | None:
+        """The id of the genie client attached to the genie (None when detached)."""
+        return self._world.admin.attached
+
+    @property
+    def admin_envelope(self) -> Literal["data", "flat"]:
+        """Developer API success bodies: ``"data"`` (``{"data": …}``, default) or ``"flat"``."""
+        return self._world.admin.envelope
+
+    @admin_envelope.setter
+    def admin_envelope(self, value: Literal["data", "flat"]) -> None:
+        if value not in ("data", "flat"):
+            raise ValueError(f"admin_envelope must be 'data' or 'flat', not {value!r}")
+        self._world.admin.envelope = value
 
     def add_user(
         self,
@@ -154,10 +196,14 @@ class GenieSimulator:
         allow_listed: bool = True,
         user_id: str | None = None,
         email: str | None = None,
+        name: str | None = None,
     ) -> str:
-        """Register an Identity user; returns its id (generated unless ``user_id`` given)."""
+        """Register an Identity user; returns its id (generated unless ``user_id`` given).
+
+        Every user has an ``email`` (``userN@example.com`` unless given) and a ``name``, as
+        the IAM user lookup reports them."""
         return self._world.add_user(
-            status=status, allow_listed=allow_listed, user_id=user_id, email=email
+            status=status, allow_listed=allow_listed, user_id=user_id, email=email, name=name
         )
 
     def issue_access_token(self, user_id: str) -> str:
@@ -174,8 +220,12 @@ class GenieSimulator:
 
     def regenerate_api_key(self) -> str:
         """Issue a new API key; the previous one now gets 401 ``auth_failed``."""
-        self._world.api_key = self._world.ids.api_key()
-        return self._world.api_key
+        world = self._world
+        client = world.admin.clients.get(world.admin.runtime_client or "")
+        if client is None:
+            world.api_key = world.ids.api_key()
+            return world.api_key
+        return regenerate_key(world, client, world.ids.api_key())
 
     def mark_provisioned(self) -> None:
         """Restart the `propagation_window` (as if the client or allow-list just changed)."""
@@ -194,12 +244,13 @@ class GenieSimulator:
 
     @property
     def client_attached(self) -> bool:
-        """False = no genie client attached: every runtime call gets 406."""
+        """False = no genie client attached: every runtime call gets 406. Setting it detaches
+        the client (as the Developer API does), or attaches the last one again."""
         return self._world.flags.client_attached
 
     @client_attached.setter
     def client_attached(self, value: bool) -> None:
-        self._world.flags.client_attached = value
+        set_client_attached(self._world, value)
 
     @property
     def headless_enabled(self) -> bool:
@@ -310,8 +361,10 @@ class GenieSimulator:
         after_pages: int = 0,
         kind: Literal["status", "reset"] = "status",
     ) -> HttpFault:
-        """Queue a faulty response for ``route`` (see `HttpFault`); returns the fault."""
-        fault = HttpFault(
+        """Queue a faulty response for ``route`` (see `HttpFault`; `ROUTES` and, for the
+        Developer API, `ADMIN_ROUTES`); returns the fault."""
+        fault_class = AdminHttpFault if route in ADMIN_ROUTES else HttpFault
+        fault = fault_class(
             route,
             status,
             times=times,

@@ -20,6 +20,8 @@ from ._state import World
 __all__ = ["serve_run"]
 
 _FLUSH_LIMIT = 2.0  # seconds to wait for written bytes to leave before an abort
+# Faults that fire at an event boundary once `after_events` events were written.
+_AT_BOUNDARY = frozenset({"abort", "eof", "interrupt"})
 
 
 async def serve_run(
@@ -75,6 +77,10 @@ class _Writer:
         self._rng: random.Random | None = (
             world.ids.fragment_rng(run.run_id, index) if world.config.fragment else None
         )
+        # A "trickle" fault: its own seeded piece sizes, armed once `after_events` are out.
+        self._trickle: random.Random | None = None
+        self._trickle_seed = f"trickle:{fault.seed}:{index}" if fault is not None else ""
+        self._cut_written = 0  # "abort_at_byte": event bytes written since the fault armed
 
     def abort(self) -> None:
         """Drop the TCP connection at once (no chunked terminator)."""
@@ -95,9 +101,11 @@ class _Writer:
             if fault is not None and not stalled and written >= fault.after_events:
                 if fault.kind == "stall":
                     stalled = True
-                elif fault.kind != "abort_mid_event":
+                elif fault.kind in _AT_BOUNDARY:
                     await self._fire(fault, cursor)
                     return
+                elif fault.kind == "trickle" and self._trickle is None:
+                    self._trickle = random.Random(self._trickle_seed)
             if not stalled and cursor < len(run.events):
                 event = run.events[cursor]
                 if (
@@ -108,6 +116,18 @@ class _Writer:
                     await self._write(event.frame[: len(event.frame) // 2])
                     await self._flush_and_abort()
                     return
+                if (
+                    fault is not None
+                    and fault.kind == "abort_at_byte"
+                    and written >= fault.after_events
+                ):
+                    remaining = fault.at_byte - self._cut_written
+                    if remaining <= len(event.frame):
+                        if remaining:
+                            await self._write(event.frame[:remaining])
+                        await self._flush_and_abort()
+                        return
+                    self._cut_written += len(event.frame)
                 await self._write(event.frame)
                 cursor += 1
                 written += 1
@@ -165,7 +185,17 @@ class _Writer:
         await self._write(ping_frame(self._world.clock.isoformat(), self._config.line_ending))
 
     async def _write(self, data: bytes) -> None:
-        if self._rng is None:
+        if self._trickle is not None and self._fault is not None:
+            # Slow trickle: tiny pieces, each its own chunk, with a real pause in between.
+            largest, pause = self._fault.piece_bytes, self._fault.piece_delay
+            position = 0
+            while position < len(data):
+                size = self._trickle.randint(1, largest)
+                await self._response.write(data[position : position + size])
+                position += size
+                if position < len(data):
+                    await asyncio.sleep(pause)
+        elif self._rng is None:
             await self._response.write(data)
         else:
             # Seeded random piece sizes, each its own chunk, with a loop turn in between so a

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from ._admin_state import AdminState
 from ._clock import SimClock, format_timestamp
 from ._faults import FaultQueue, StreamFault
 from ._framing import encode_frame
@@ -55,6 +56,8 @@ class World:
         self.faults = FaultQueue()
         self.genie_id = self.ids.genie_id()
         self.api_key = self.ids.api_key()
+        # The Developer API side; it keeps `api_key` and `flags.client_attached` in step.
+        self.admin = AdminState(config.seed, self.genie_id, self.api_key)
         self.users: dict[str, SimUser] = {}
         self.tokens: dict[str, str] = {}
         self.conversations: dict[str, SimConversation] = {}
@@ -80,12 +83,17 @@ class World:
         allow_listed: bool = True,
         user_id: str | None = None,
         email: str | None = None,
+        name: str | None = None,
     ) -> str:
-        """Register an Identity user and return its id."""
+        """Register an Identity user and return its id (every user gets an email)."""
         if status not in ("active", "invited"):
             raise ValueError(f"status must be 'active' or 'invited', not {status!r}")
         uid = user_id if user_id is not None else self.ids.user_id()
-        self.users[uid] = SimUser(uid, status, allow_listed, email)
+        if email is None:
+            email = f"user{len(self.users) + 1}@example.com"
+        if name is None:
+            name = email.partition("@")[0].replace(".", " ").title()
+        self.users[uid] = SimUser(uid, status, allow_listed, email, name)
         return uid
 
     # -------------------------------------------------------- conversations
