@@ -29,6 +29,7 @@ from genie_async import (
     UnknownEvent,
     UploadedFile,
 )
+from genie_async.admin import AdminClient, GenieClientCredentials, GenieInfo, IamUser
 from genie_async.events import GenieEvent
 from genie_async.testing import GenieSimulator, Say, Turn
 
@@ -96,6 +97,17 @@ async def usage(session: aiohttp.ClientSession) -> None:
             pass
     await oauth.close()
     print(events, run_id, title, page, uploaded, content, status, hint, request_id)
+
+
+async def admin_usage() -> None:
+    async with AdminClient(token="wrkaus-token", data_center="us") as admin:
+        genie: GenieInfo = await admin.get_genie("gin-1")
+        started: bool = genie.active
+        users: list[IamUser] = await admin.find_users("ana@example.com")
+        created: GenieClientCredentials = await admin.create_genie_client("portal")
+        key: str | None = created.api_key.reveal() if created.api_key else None
+        await admin.attach_client("gin-1", created.client_id)
+        print(started, [user.status for user in users], key is not None)
 
 
 async def testing_usage() -> None:
