@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import email.utils
 import io
+import logging
 import mimetypes
 import os
 import time
@@ -51,13 +52,16 @@ if TYPE_CHECKING:
 
 __all__ = ["Conversation", "FileInput", "Reply"]
 
+logger = logging.getLogger("genie_async")
+
 T = TypeVar("T")
 
 FileInput = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
 """A file to upload: a path (``str`` or ``PathLike``), the bytes, or a binary file object."""
 
-# Only the newest user message can be the one just sent; a small page is enough to find it.
+# Only the newest user message can be the one just sent; it is near the top of the history.
 _ACCEPT_CHECK_PAGE = 20
+_ACCEPT_CHECK_PAGES = 10  # the newest user message is found within this many pages
 _CLOCK_SKEW = dt.timedelta(minutes=5)
 _DATE_RESOLUTION = dt.timedelta(seconds=2)
 
@@ -312,33 +316,47 @@ class Conversation:
         reading), so an identical earlier message ("yes") is never mistaken for this one.
         Without those, the client clock with a generous allowance for skew is the fallback.
         """
-        response = await self._client._core.request(
-            "GET",
-            f"{self._path}/messages",
-            credentials=self._client._credentials,
-            params={"limit": _ACCEPT_CHECK_PAGE},
-        )
-        page = parse_page(response, Message, "messages", what="messages")
-        server_now = _http_date(response.headers.get("date"))
-        if server_now is not None and started is not None:
-            elapsed = dt.timedelta(seconds=time.monotonic() - started)
-            # The Date header has one-second resolution.
-            floor: dt.datetime | None = server_now - elapsed - _DATE_RESOLUTION
-        else:
-            sent = parse_timestamp(sent_at)
-            floor = sent - _CLOCK_SKEW if sent else None
-        for message in page.items:  # newest first
-            if message.source != "user":
-                continue
-            created = parse_timestamp(message.created_at)
-            if (
-                message.content == text
-                and message.genie_run_id is not None
-                and message.genie_run_id not in self.known_runs
-                and (floor is None or (created is not None and created >= floor))
-            ):
-                return message.genie_run_id
-            return None
+        floor: dt.datetime | None = None
+        cursor: str | None = None
+        for _ in range(_ACCEPT_CHECK_PAGES):
+            params: dict[str, str | int] = {"limit": _ACCEPT_CHECK_PAGE}
+            if cursor is not None:
+                params["cursor"] = cursor
+            response = await self._client._core.request(
+                "GET",
+                f"{self._path}/messages",
+                credentials=self._client._credentials,
+                params=params,
+            )
+            page = parse_page(response, Message, "messages", what="messages")
+            if floor is None:
+                floor = _send_floor(response.headers.get("date"), started, sent_at)
+            for message in page.items:  # newest first
+                created = parse_timestamp(message.created_at)
+                if floor is not None and created is not None and created < floor:
+                    return None  # older than our send: nothing newer was ours
+                if message.source != "user":
+                    continue  # a chatty turn can put many genie replies above it
+                ours = (
+                    message.content == text
+                    and message.genie_run_id is not None
+                    and message.genie_run_id not in self.known_runs
+                    and (floor is None or created is not None)
+                )
+                logger.debug(
+                    "accept check: newest user message %s (run %s, created %s, same text: %s) "
+                    "against the send at %s: %s",
+                    message.message_id,
+                    message.genie_run_id,
+                    message.created_at,
+                    message.content == text,
+                    floor.isoformat() if floor else "?",
+                    "ours" if ours else "not ours",
+                )
+                return message.genie_run_id if ours else None
+            if page.cursor is None or page.cursor == cursor:
+                return None
+            cursor = page.cursor
         return None
 
     async def open_send(
@@ -631,6 +649,16 @@ def _too_large(size: int) -> FileTooLargeError:
         "Nothing was sent.",
         hint="Reduce or split the file.",
     )
+
+
+def _send_floor(date: str | None, started: float | None, sent_at: str | None) -> dt.datetime | None:
+    """When the send began, on the server's clock if possible (see ``find_accepted_run``)."""
+    server_now = _http_date(date)
+    if server_now is not None and started is not None:
+        elapsed = dt.timedelta(seconds=time.monotonic() - started)
+        return server_now - elapsed - _DATE_RESOLUTION  # Date has one-second resolution
+    sent = parse_timestamp(sent_at)
+    return sent - _CLOCK_SKEW if sent else None
 
 
 def _http_date(value: str | None) -> dt.datetime | None:

@@ -584,15 +584,25 @@ class EventStream:
         state.sent_at = sent_at = format_timestamp(dt.datetime.now(dt.timezone.utc))
         self._send_started = time.monotonic()
 
-        async def post(key: str) -> aiohttp.ClientResponse:
+        async def post(key: str) -> aiohttp.ClientResponse | None:
             return await self._api.open_send(spec.text, file_id, key)
 
-        async def attach(run: str) -> aiohttp.ClientResponse:
+        async def attach(run: str) -> aiohttp.ClientResponse | None:
             logger.debug("the message was accepted despite the error; attaching to %s", run)
             state.genie_run_id = run
-            return await self._api.open_run(run, None)
+            self._streamed = True  # accepted: from here on the turn is recovered, not re-sent
+            try:
+                return await self._api.open_run(run, None)
+            except APIStatusError as exc:
+                if exc.status in _FATAL_RECONNECT_STATUSES:
+                    raise
+                logger.debug("attaching failed with %d; recovering the run", exc.status)
+                return None
+            except APIConnectionError as exc:
+                logger.debug("attaching failed (%s); recovering the run", exc)
+                return None
 
-        response = await self._api.post_message(
+        response: aiohttp.ClientResponse | None = await self._api.post_message(
             spec.text,
             sent_at,
             post=post,
@@ -602,7 +612,7 @@ class EventStream:
         if self._closed:
             release_response(response)
             raise StreamClosedError("The stream was closed while the message was being sent.")
-        return response
+        return response  # None when the accepted run could not be attached: recover it
 
     async def _find_accepted_run(self) -> None:
         """Procedure E: dropped before any event. Follow the message's run, or give up."""
@@ -967,7 +977,11 @@ class EventStream:
         # The resumed turn is a new run, only in the message history (reference §9.4).
         seen_any = False
         while True:
+            # The state is read before the history: if it was idle then, everything the
+            # resumed run wrote is in the history read next.
+            idle = (await self._unless_closed(self._api.info())).is_idle
             delivered = state.delivered_message_ids()
+            fresh = 0
             for message in await self._recent_messages(state.auth_paused_at):
                 if message.source != "genie" or message.message_id in delivered:
                     continue
@@ -975,12 +989,16 @@ class EventStream:
                     continue  # a progress note of the parked run, already streamed or not ours
                 state.record_history_message(message.message_id, message.content)
                 seen_any = True
+                fresh += 1
                 yield _message_event(message, state.conversation_id)
-            if seen_any and (await self._unless_closed(self._api.info())).is_idle:
+            # Idle can also mean "still parked" (a production quirk), so finish only once a
+            # reply has come and an idle snapshot is followed by a read with nothing new.
+            if seen_any and idle and not fresh:
                 self._outcome = "completed"
                 return
             self._check_auth_deadline(loop, deadline)
-            await self._sleep(self._poll_wait(poll))
+            if not fresh:
+                await self._sleep(self._poll_wait(poll))
 
     def _poll_wait(self, budget: _Budget) -> float:
         try:

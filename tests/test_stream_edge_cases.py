@@ -293,3 +293,50 @@ async def test_approve_reports_a_decision_made_first_by_the_timeout(
         assert record.resolution == "rejected"
         assert record.source == "timeout"
         assert isinstance(rest[-1], ProcessingFinished)
+
+
+async def test_an_accepted_send_whose_run_cannot_be_attached_is_recovered(
+    sim: GenieSimulator, client: GenieClient
+) -> None:
+    """502 after accept, then genie-runs refuses the run: the turn comes from /events instead."""
+    sim.default_turn = Turn(Say("a"), Say("b"))
+    sim.fail("send", 502, after_accept=True)
+    sim.fail("reconnect", 410, times=10)
+    conversation = await client.create_conversation()
+    reply = await conversation.ask("x")
+    assert texts(reply.events) == ["a", "b"]
+    assert len(sim.requests("send")) == 1
+
+
+async def test_the_accept_check_finds_the_message_below_a_chatty_reply(
+    sim: GenieSimulator, client: GenieClient
+) -> None:
+    """More genie replies than one history page above our message: still no duplicate."""
+    sim.default_turn = Turn(*(Say(f"note {i}") for i in range(45)))
+    sim.fail("send", 502, after_accept=True)
+    conversation = await client.create_conversation()
+    reply = await conversation.ask("summarise everything")
+    users = [
+        m for m in sim.conversation(conversation.conversation_id).messages if m.source == "user"
+    ]
+    assert [m.content for m in users] == ["summarise everything"]
+    assert len(texts(reply.events)) == 45
+
+
+async def test_every_reply_of_a_resumed_run_is_delivered(
+    sim: GenieSimulator, client: GenieClient
+) -> None:
+    """A resumed run writing several messages over time: all of them arrive, in order."""
+    sim.default_turn = Turn(
+        ConnectAuth(
+            "Salesforce",
+            then=(Say("one"), Say("two", delay=0.3), Say("three", delay=0.3)),
+        )
+    )
+
+    async def on_auth(request: AuthRequest) -> None:
+        asyncio.get_running_loop().call_later(0.05, sim.authorize)
+
+    conversation = await client.create_conversation()
+    reply = await conversation.ask("sync", on_auth_required=on_auth)
+    assert texts(reply.events) == ["one", "two", "three"]
