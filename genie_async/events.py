@@ -263,8 +263,9 @@ _BY_TAG: msgspec.json.Decoder[Any] = msgspec.json.Decoder(Union[tuple(_KNOWN.val
 _ANY: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
 _ENVELOPE_FIELDS = ("event_id", "conversation_id", "genie_run_id", "seq_num", "created_at")
 _SSE_DEFAULT_EVENT = "message"
-# msgspec reports invalid UTF-8 in bytes input as UnicodeDecodeError, not a MsgspecError.
-_DECODE_ERRORS = (msgspec.MsgspecError, UnicodeDecodeError)
+# msgspec reports invalid UTF-8 in bytes input as UnicodeDecodeError, and a str holding a lone
+# surrogate as UnicodeEncodeError; neither is a MsgspecError.
+_DECODE_ERRORS = (msgspec.MsgspecError, UnicodeError)
 
 
 def decode_event(data: str | bytes, event: str | None = None) -> GenieEvent:
@@ -303,9 +304,17 @@ def event_from_object(obj: Any) -> GenieEvent:
     return _from_object(obj, "", None)
 
 
+def _raw_text(obj: Any) -> str:
+    """The JSON text of an object already decoded, for a MalformedEvent's ``raw``."""
+    try:
+        return msgspec.json.encode(obj).decode()
+    except (TypeError, UnicodeError):  # not JSON-encodable (a lone surrogate, say)
+        return repr(obj)
+
+
 def _from_object(obj: Any, fallback_type: str, raw: str | None) -> GenieEvent:
     if not isinstance(obj, dict):
-        text = raw if raw is not None else msgspec.json.encode(obj).decode()
+        text = raw if raw is not None else _raw_text(obj)
         return MalformedEvent(type=fallback_type, raw=text, error="data is not a JSON object")
     json_type = obj.get("type")
     kind = json_type if isinstance(json_type, str) and json_type else fallback_type
@@ -319,7 +328,7 @@ def _from_object(obj: Any, fallback_type: str, raw: str | None) -> GenieEvent:
     try:
         return cast(GenieEvent, msgspec.convert(obj, cls))
     except msgspec.ValidationError as exc:
-        text = raw if raw is not None else msgspec.json.encode(obj).decode()
+        text = raw if raw is not None else _raw_text(obj)
         return MalformedEvent(type=kind, raw=text, error=str(exc), **envelope)
 
 

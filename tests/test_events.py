@@ -209,3 +209,13 @@ def test_events_are_immutable() -> None:
     event = ev.AgentMessage(message="x")
     with pytest.raises(AttributeError):
         event.message = "y"  # type: ignore[misc]
+
+
+def test_text_with_a_lone_surrogate_is_malformed_not_raised() -> None:
+    """A str that cannot be UTF-8 encoded (a lone surrogate) never raises either."""
+    assert isinstance(ev.decode_event("\ud800", "agent.message"), ev.MalformedEvent)
+    assert isinstance(
+        ev.decode_event('{"type":"agent.message","message":"\ud800"}'), ev.MalformedEvent
+    )
+    wrong = ev.event_from_object({"type": "agent.message", "message": 1, "note": "\ud800"})
+    assert isinstance(wrong, ev.MalformedEvent)
