@@ -49,6 +49,7 @@ from ._turn import Action, StreamCursor, TurnState, format_timestamp, parse_time
 from .errors import (
     APIConnectionError,
     APIError,
+    APIResponseError,
     APIStatusError,
     AuthPauseTimeoutError,
     EventsExpiredError,
@@ -664,6 +665,11 @@ class EventStream:
             logger.debug("reconnect failed: %s", exc)
             budget.last_error = exc
             return None, False
+        except APIResponseError as exc:
+            # A 200 that is not an event stream (a proxy's page, say): replay instead.
+            logger.debug("reconnect answered with something else: %s", exc)
+            budget.last_error = exc
+            return None, True
 
     async def _replay_persisted(self) -> AsyncGenerator[GenieEvent, None]:
         """One pass over the persisted events, delivered like live ones (§9.3 step 4)."""

@@ -136,14 +136,16 @@ class _SeqSet:
 
     __slots__ = ("beyond", "next")
 
-    def __init__(self, floor: int) -> None:
-        self.next = floor + 1 if floor else 0  # 0: the first seq seen starts the prefix
+    def __init__(self, floor: int | None) -> None:
+        # None: nothing seen yet, so the first seq starts the prefix (seqs may start anywhere,
+        # at 0 or below included).
+        self.next: int | None = None if floor is None else floor + 1
         self.beyond: set[int] = set()
 
     def add(self, seq: int) -> bool:
         """Record ``seq``; False when it was already seen (or lies before the floor)."""
         following = self.next
-        if seq == following or not following:
+        if following is None or seq == following:
             following = seq + 1
             beyond = self.beyond
             while following in beyond:  # a gap just closed: absorb what was beyond it
@@ -190,7 +192,7 @@ class TurnState:
         genie_run_id: str | None = None,
         message: str | None = None,
         sent_at: str | None = None,
-        floor_seq: int = 0,
+        floor_seq: int | None = None,
     ) -> None:
         self.conversation_id = conversation_id
         self.genie_run_id = genie_run_id
@@ -220,7 +222,7 @@ class TurnState:
             genie_run_id=cursor.genie_run_id,
             message=cursor.message,
             sent_at=cursor.sent_at,
-            floor_seq=cursor.last_seq_num or 0,
+            floor_seq=cursor.last_seq_num,
         )
         state.last_event_id = cursor.last_event_id
         state.last_created_at = cursor.last_created_at
