@@ -212,15 +212,20 @@ class GenieClient:
     ) -> AsyncIterator[ConversationInfo]:
         """Every conversation of the end user, following the cursor across pages."""
         seen: set[str] = set()
+        cursors: set[str] = set()
         cursor: str | None = None
         for _ in range(C.MAX_PAGES):
             page = await self.list_conversations(limit=page_size, cursor=cursor)
+            added = 0
             for info in page.items:
                 if info.conversation_id not in seen:
                     seen.add(info.conversation_id)
+                    added += 1
                     yield info
-            if page.cursor is None or page.cursor == cursor:
+            # A repeated cursor (a cycle) or a page with nothing new means the server loops.
+            if page.cursor is None or page.cursor in cursors or not added:
                 return
+            cursors.add(page.cursor)
             cursor = page.cursor
 
     # --- runtime connections -------------------------------------------------------------

@@ -412,6 +412,10 @@ class Conversation:
     async def reject_connection(self, attempt_id: str, reason: str | None = None) -> None:
         await self._client.reject_runtime_connection(attempt_id, reason)
 
+    def secrets(self) -> tuple[str, ...]:
+        """The credentials' secrets, to scrub from anything taken from a response."""
+        return tuple(self._client._credentials.secrets())
+
     def track(self, stream: EventStream) -> None:
         self._client._shared.streams.add(stream)
 
@@ -472,19 +476,24 @@ class Conversation:
         first page by page. De-duplicated by ``message_id``."""
         seen: set[str] = set()
         collected: list[Message] = []
+        cursors: set[str] = set()
         cursor: str | None = None
         for _ in range(C.MAX_PAGES):
             page = await self.message_page(limit=page_size, cursor=cursor)
+            added = 0
             for message in page.items:
                 if message.message_id in seen:
                     continue
                 seen.add(message.message_id)
+                added += 1
                 if newest_first:
                     yield message
                 else:
                     collected.append(message)
-            if page.cursor is None or page.cursor == cursor:
+            # A repeated cursor (a cycle) or a page with nothing new means the server loops.
+            if page.cursor is None or page.cursor in cursors or not added:
                 break
+            cursors.add(page.cursor)
             cursor = page.cursor
         for message in reversed(collected):
             yield message

@@ -20,6 +20,8 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 import msgspec
+from aiohttp.client_reqrep import RequestInfo
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from . import _constants as C
@@ -180,6 +182,59 @@ def _error_fields(body: Any) -> tuple[str | None, str | None, str | None]:
     )
 
 
+_CREDENTIAL_HEADERS = frozenset({"authorization", "x-idp-user-id", "cookie"})
+
+
+def redacted_headers(headers: Mapping[str, str], secrets: tuple[str, ...]) -> CIMultiDictProxy[str]:
+    """A copy of response headers with every secret redacted (a server may echo one back)."""
+    copy: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        copy.add(name, redact(value, secrets) if secrets else value)
+    return CIMultiDictProxy(copy)
+
+
+def request_id_of(headers: Mapping[str, str], secrets: tuple[str, ...]) -> str | None:
+    """The ``x-request-id`` of a response, with any secret a server echoed in it redacted."""
+    value = headers.get(C.REQUEST_ID_HEADER)
+    return redact(value, secrets) if value is not None and secrets else value
+
+
+def _sanitize_cause(exc: BaseException, secrets: tuple[str, ...]) -> None:
+    """Strip credentials from an aiohttp exception before it is chained as ``__cause__``.
+
+    ``ClientResponseError`` keeps the request's headers (``Authorization`` among them) and a
+    parser message that may quote the bytes a server sent.
+    """
+    info = getattr(exc, "request_info", None)
+    safe_info = _safe_request_info(info, secrets) if isinstance(info, RequestInfo) else None
+    if safe_info is not None:
+        exc.request_info = safe_info  # type: ignore[attr-defined]  # ClientResponseError's
+    if isinstance(exc, aiohttp.ClientResponseError) and exc.headers is not None:
+        exc.headers = redacted_headers(exc.headers, secrets)
+    # Parser errors render the raw line from string attributes (``message``, ``line``).
+    if secrets:
+        for name, value in list(vars(exc).items()):
+            if isinstance(value, str) and any(secret in value for secret in secrets):
+                setattr(exc, name, redact(value, secrets))
+    # args hold the original RequestInfo too (and, for parser errors, quoted bytes).
+    exc.args = tuple(
+        _safe_request_info(arg, secrets)
+        if isinstance(arg, RequestInfo)
+        else redact(arg, secrets)
+        if isinstance(arg, str)
+        else arg
+        for arg in exc.args
+    )
+
+
+def _safe_request_info(info: RequestInfo, secrets: tuple[str, ...]) -> RequestInfo:
+    safe: CIMultiDict[str] = CIMultiDict()
+    for name, value in info.headers.items():
+        hidden = name.lower() in _CREDENTIAL_HEADERS
+        safe.add(name, "<redacted>" if hidden else redact(value, secrets))
+    return RequestInfo(info.url, info.method, CIMultiDictProxy(safe), info.real_url)
+
+
 def make_status_error(
     status: int,
     raw: bytes,
@@ -193,6 +248,7 @@ def make_status_error(
 ) -> APIStatusError:
     """The typed error for a non-2xx response; tolerates HTML and empty bodies."""
     secrets = tuple(secrets)
+    headers = redacted_headers(headers, secrets)
     content_type = headers.get("content-type", "")
     body: Any = None
     is_json = False
@@ -263,7 +319,13 @@ TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 
 
 def to_genie_error(
-    exc: BaseException, *, method: str, path: str, host: str, request_id: str | None = None
+    exc: BaseException,
+    *,
+    method: str,
+    path: str,
+    host: str,
+    request_id: str | None = None,
+    secrets: Iterable[str] = (),
 ) -> GenieError:
     """The one mapping of aiohttp and timeout exceptions to ours, most specific first.
 
@@ -325,20 +387,36 @@ def to_genie_error(
         error = APIConnectionError(
             f"Request to {host} failed: {type(exc).__name__}: {exc}", request_sent=True, **where
         )
+    hidden = tuple(secrets)
+    if hidden:  # aiohttp's messages may quote what a server sent, echoed credentials included
+        error.message = redact(error.message, hidden)
+        error.args = (error.message,)
+    # The whole chain: aiohttp wraps its own parser errors, which quote the raw bytes.
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        _sanitize_cause(link, hidden)
+        link = link.__cause__ or link.__context__
     error.__cause__ = exc
     return error
 
 
 @asynccontextmanager
 async def translate_transport_errors(
-    *, method: str, path: str, host: str, request_id: str | None = None
+    *,
+    method: str,
+    path: str,
+    host: str,
+    request_id: str | None = None,
+    secrets: tuple[str, ...] = (),
 ) -> AsyncIterator[None]:
     """Translate transport exceptions raised inside the block (see :func:`to_genie_error`)."""
     try:
         yield
     except TRANSPORT_ERRORS as exc:
         raise to_genie_error(
-            exc, method=method, path=path, host=host, request_id=request_id
+            exc, method=method, path=path, host=host, request_id=request_id, secrets=secrets
         ) from exc
 
 
@@ -463,7 +541,10 @@ class HTTPCore:
                 idempotency_key=idempotency_key,
                 extra=headers,
             )
-            async with translate_transport_errors(method=method, path=path, host=self.host):
+            secrets = tuple(credentials.secrets())
+            async with translate_transport_errors(
+                method=method, path=path, host=self.host, secrets=secrets
+            ):
                 response = await session.request(
                     method,
                     url,
@@ -476,12 +557,18 @@ class HTTPCore:
                 )
             if 200 <= response.status < 300:
                 return response
-            request_id = response.headers.get(C.REQUEST_ID_HEADER)
+            request_id = request_id_of(response.headers, secrets)
             try:
                 async with translate_transport_errors(
-                    method=method, path=path, host=self.host, request_id=request_id
+                    method=method,
+                    path=path,
+                    host=self.host,
+                    request_id=request_id,
+                    secrets=secrets,
                 ):
-                    raw = await read_bounded(response, C.MAX_ERROR_BODY_BYTES, truncate=True)
+                    raw = await read_bounded(
+                        response, C.MAX_ERROR_BODY_BYTES, truncate=True, request_id=request_id
+                    )
             finally:
                 response.release()
             error = make_status_error(
@@ -491,7 +578,7 @@ class HTTPCore:
                 method=method,
                 path=path,
                 host=self.host,
-                secrets=credentials.secrets(),
+                secrets=secrets,
             )
             logger.debug(
                 "%s %s -> %d %s [request_id=%s]",
@@ -571,18 +658,21 @@ class HTTPCore:
             form=form,
             idempotency_key=idempotency_key,
         )
-        request_id = response.headers.get(C.REQUEST_ID_HEADER)
+        secrets = tuple(credentials.secrets())
+        request_id = request_id_of(response.headers, secrets)
         try:
             async with translate_transport_errors(
-                method=method, path=path, host=self.host, request_id=request_id
+                method=method, path=path, host=self.host, request_id=request_id, secrets=secrets
             ):
-                raw = await read_bounded(response, C.MAX_RESPONSE_BYTES)
+                raw = await read_bounded(response, C.MAX_RESPONSE_BYTES, request_id=request_id)
         finally:
             response.release()
-        secrets = tuple(credentials.secrets())
-        payload = self._decode(raw, response, method=method, path=path, secrets=secrets)
+        headers = redacted_headers(response.headers, secrets)
+        payload = self._decode(
+            raw, response.status, headers, method=method, path=path, secrets=secrets
+        )
         logger.debug("%s %s -> %d [request_id=%s]", method, path, response.status, request_id)
-        return Response(response.status, response.headers, payload, request_id, secrets)
+        return Response(response.status, headers, payload, request_id, secrets)
 
     async def open_event_stream(
         self,
@@ -611,19 +701,22 @@ class HTTPCore:
         content_type = response.headers.get("content-type", "")
         if content_type.split(";")[0].strip().lower() == "text/event-stream":
             return response
-        request_id = response.headers.get(C.REQUEST_ID_HEADER)
+        secrets = tuple(credentials.secrets())
+        request_id = request_id_of(response.headers, secrets)
         try:
             async with translate_transport_errors(
-                method=method, path=path, host=self.host, request_id=request_id
+                method=method, path=path, host=self.host, request_id=request_id, secrets=secrets
             ):
-                raw = await read_bounded(response, C.MAX_ERROR_BODY_BYTES, truncate=True)
+                raw = await read_bounded(
+                    response, C.MAX_ERROR_BODY_BYTES, truncate=True, request_id=request_id
+                )
         finally:
             response.release()
         raise APIResponseError(
             f"Expected an event stream from {method} {path}, got "
-            f"{content_type or 'no content type'} ({len(raw)} bytes).",
+            f"{redact(content_type, secrets) or 'no content type'} ({len(raw)} bytes).",
             status=response.status,
-            body=scrub(raw.decode("utf-8", "replace"), tuple(credentials.secrets())),
+            body=scrub(raw.decode("utf-8", "replace"), secrets),
             method=method,
             path=path,
             request_id=request_id,
@@ -634,7 +727,8 @@ class HTTPCore:
     def _decode(
         self,
         raw: bytes,
-        response: aiohttp.ClientResponse,
+        status: int,
+        headers: Mapping[str, str],
         *,
         method: str,
         path: str,
@@ -645,20 +739,24 @@ class HTTPCore:
         try:
             return _JSON_DECODER.decode(raw)
         except msgspec.DecodeError as exc:
-            content_type = response.headers.get("content-type", "?")
+            content_type = headers.get("content-type", "?")
             raise APIResponseError(
                 f"Expected JSON from {method} {path}, got {len(raw)} bytes of {content_type}.",
-                status=response.status,
+                status=status,
                 body=scrub(raw[:2048].decode("utf-8", "replace"), secrets),
                 method=method,
                 path=path,
-                request_id=response.headers.get(C.REQUEST_ID_HEADER),
+                request_id=headers.get(C.REQUEST_ID_HEADER),
                 hint="A proxy or gateway may have answered instead of the API; check base_url.",
             ) from exc
 
 
 async def read_bounded(
-    response: aiohttp.ClientResponse, limit: int, *, truncate: bool = False
+    response: aiohttp.ClientResponse,
+    limit: int,
+    *,
+    truncate: bool = False,
+    request_id: str | None = None,
 ) -> bytes:
     """Read a whole body, refusing (or, for error bodies, truncating) past ``limit`` bytes."""
     if response.content_length is not None and response.content_length > limit and not truncate:
@@ -666,7 +764,7 @@ async def read_bounded(
             f"The response body ({response.content_length:,} bytes) exceeds the "
             f"{limit:,}-byte limit.",
             status=response.status,
-            request_id=response.headers.get(C.REQUEST_ID_HEADER),
+            request_id=request_id,
         )
     buffer = bytearray()
     while True:
@@ -680,7 +778,7 @@ async def read_bounded(
             raise APIResponseError(
                 f"The response body exceeds the {limit:,}-byte limit.",
                 status=response.status,
-                request_id=response.headers.get(C.REQUEST_ID_HEADER),
+                request_id=request_id,
             )
 
 

@@ -44,7 +44,7 @@ from ._hooks import (
     Decline,
     Reject,
 )
-from ._http import TRANSPORT_ERRORS, release_response, to_genie_error
+from ._http import TRANSPORT_ERRORS, release_response, request_id_of, to_genie_error
 from ._turn import Action, StreamCursor, TurnState, format_timestamp, parse_timestamp, sort_key
 from .errors import (
     APIConnectionError,
@@ -150,6 +150,8 @@ class TurnAPI(Protocol):
     async def connection_link(self, attempt_id: str) -> RuntimeConnectionLink: ...
 
     async def reject_connection(self, attempt_id: str, reason: str | None = None) -> None: ...
+
+    def secrets(self) -> tuple[str, ...]: ...
 
     def track(self, stream: EventStream) -> None: ...
 
@@ -504,7 +506,7 @@ class EventStream:
             raise StreamClosedError("The stream was closed.")
         self._response = response
         self._streamed = True
-        self._request_id = response.headers.get(C.REQUEST_ID_HEADER)
+        self._request_id = request_id_of(response.headers, self._api.secrets())
         self._arm_watchdog()
         try:
             content = response.content
@@ -565,6 +567,7 @@ class EventStream:
                 path="(event stream)",
                 host=self._api.host,
                 request_id=self._request_id,
+                secrets=self._api.secrets(),
             )
             logger.debug("stream dropped: %s", drop)
         finally:
@@ -744,26 +747,34 @@ class EventStream:
             yield _message_event(message, state.conversation_id)
 
     async def _recent_messages(self, since: str | None) -> list[Message]:
-        """History entries created at or after ``since``, oldest first."""
+        """History entries created at or after ``since``, oldest first, each once."""
         floor = parse_timestamp(since)
-        found: list[Message] = []
+        found: dict[str, Message] = {}
+        cursors: set[str] = set()
         cursor: str | None = None
         for _ in range(C.MAX_PAGES):
             page = await self._unless_closed(
                 self._api.message_page(limit=C.DEFAULT_PAGE_LIMIT, cursor=cursor)
             )
             reached_floor = False
+            added = 0
             for message in page.items:  # newest first
                 created = parse_timestamp(message.created_at)
                 if floor is not None and created is not None and created < floor:
                     reached_floor = True
                     break
-                found.append(message)
-            if reached_floor or page.cursor is None or floor is None:
+                if message.message_id not in found:
+                    found[message.message_id] = message
+                    added += 1
+            # Stop at the floor, at the end, or when the server loops (a repeated cursor, or
+            # a page with nothing new): a misbehaving server cannot keep us paging.
+            if reached_floor or floor is None or page.cursor is None or not added:
                 break
+            if page.cursor in cursors:
+                break
+            cursors.add(page.cursor)
             cursor = page.cursor
-        found.reverse()
-        return found
+        return list(reversed(found.values()))
 
     # --- pauses ------------------------------------------------------------------------------
 
