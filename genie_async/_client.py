@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import weakref
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -24,14 +25,43 @@ if TYPE_CHECKING:
 __all__ = ["GenieClient"]
 
 
-class _Shared:
-    """What every view of one client shares: the HTTP core and the open streams."""
+class ConversationMemory:
+    """What this process knows of one conversation's turns, shared by all its handles.
 
-    __slots__ = ("core", "streams")
+    ``runs`` are runs already streamed here (never taken for a new send's run);
+    ``unresolved`` are texts of messages the server accepted whose run stayed unknown (the
+    stream ended before its first event), resolved before the next send.
+    """
+
+    __slots__ = ("runs", "unresolved")
+
+    def __init__(self) -> None:
+        self.runs: set[str] = set()
+        self.unresolved: list[str] = []
+
+
+class _Shared:
+    """What every view of one client shares: the HTTP core, the open streams, and what is
+    known of each conversation's turns (bounded: the least recently used are forgotten)."""
+
+    __slots__ = ("conversations", "core", "streams")
 
     def __init__(self, core: HTTPCore) -> None:
         self.core = core
         self.streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
+        self.conversations: collections.OrderedDict[str, ConversationMemory] = (
+            collections.OrderedDict()
+        )
+
+    def memory(self, conversation_id: str) -> ConversationMemory:
+        memory = self.conversations.pop(conversation_id, None) or ConversationMemory()
+        self.conversations[conversation_id] = memory  # most recently used last
+        while len(self.conversations) > _REMEMBERED_CONVERSATIONS:
+            self.conversations.popitem(last=False)
+        return memory
+
+
+_REMEMBERED_CONVERSATIONS = 10_000
 
 
 class GenieClient:

@@ -89,7 +89,16 @@ class Conversation:
         self._client = client
         self._path = f"{client._prefix}/conversations/{segment(conversation_id, 'conversation_id')}"
         self.conversation_id = conversation_id
-        self.known_runs: set[str] = set()
+        self._memory = client._shared.memory(conversation_id)
+
+    @property
+    def known_runs(self) -> set[str]:
+        """Runs of this conversation already streamed in this process (by any handle)."""
+        return self._memory.runs
+
+    def note_unresolved(self, text: str) -> None:
+        """A message was accepted but its run never became known (see ``post_message``)."""
+        self._memory.unresolved.append(text)
 
     # --- TurnAPI attributes (used by EventStream) ----------------------------------------
 
@@ -276,6 +285,8 @@ class Conversation:
         run is attached to instead of posting again. A 409 on a retry is checked the same way
         (the busy turn may be ours, or someone else's).
         """
+        if self._memory.unresolved:
+            await self._resolve_unresolved()
         key = uuid.uuid4().hex
         started = time.monotonic()
         maybe_accepted = False
@@ -304,6 +315,25 @@ class Conversation:
         return await call_with_retry(
             retry or self.retry, attempt, what=f"POST {self._path}/messages", resend_safe=True
         )
+
+    async def _resolve_unresolved(self) -> None:
+        """Learn the runs of earlier accepted messages whose streams ended before any event.
+
+        Done before posting anything new, when the newest user message with such a text can
+        only be that earlier one; otherwise a quick identical re-send ("yes", "ok") could be
+        mistaken for it.
+        """
+        pending = self._memory.unresolved
+        page = await self.message_page(limit=_ACCEPT_CHECK_PAGE)
+        for message in page.items:  # newest first
+            if message.source != "user" or message.content not in pending:
+                continue
+            if message.genie_run_id is not None and message.genie_run_id not in self.known_runs:
+                self.known_runs.add(message.genie_run_id)
+                pending.remove(message.content)
+            if not pending:
+                break
+        pending.clear()  # unresolvable ones are older than a page: no longer in the way
 
     async def find_accepted_run(
         self, text: str | None, sent_at: str | None, *, started: float | None = None

@@ -103,7 +103,11 @@ class TurnAPI(Protocol):
     """The calls a stream makes; implemented by :class:`~genie_async.Conversation`."""
 
     conversation_id: str
-    known_runs: set[str]
+
+    @property
+    def known_runs(self) -> set[str]: ...
+
+    def note_unresolved(self, text: str) -> None: ...
 
     @property
     def timeouts(self) -> Timeouts: ...
@@ -261,6 +265,7 @@ class EventStream:
         self._interrupt_wait: float | None = None
         self._send_started: float | None = None  # time.monotonic() when the send began
         self._streamed = send is None  # a resumed turn has started by definition
+        self._accepted = False  # the server took the message (the send returned a stream)
         api.track(self)
 
     # --- public surface -------------------------------------------------------------------
@@ -489,6 +494,10 @@ class EventStream:
                 task.cancel()
             if state.genie_run_id is not None:
                 self._api.known_runs.add(state.genie_run_id)
+            elif self._accepted and self._send is not None:
+                # Accepted, yet ended before its first event: the next send resolves the run
+                # so that an identical re-send is never mistaken for this message.
+                self._api.note_unresolved(self._send.text)
 
     async def _read(
         self, response: aiohttp.ClientResponse
@@ -613,6 +622,7 @@ class EventStream:
             attach=attach,
             retry=dataclasses.replace(self._policy, sleep=self._sleep),
         )
+        self._accepted = True
         if self._closed:
             release_response(response)
             raise StreamClosedError("The stream was closed while the message was being sent.")

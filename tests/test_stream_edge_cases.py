@@ -18,6 +18,7 @@ from genie_async import (
     RetryPolicy,
     SkillConfirmationRequired,
     StreamClosedError,
+    StreamStalledError,
     Timeouts,
 )
 from genie_async.events import GenieEvent
@@ -340,3 +341,36 @@ async def test_every_reply_of_a_resumed_run_is_delivered(
     conversation = await client.create_conversation()
     reply = await conversation.ask("sync", on_auth_required=on_auth)
     assert texts(reply.events) == ["one", "two", "three"]
+
+
+async def test_a_resend_is_never_taken_for_an_earlier_message_whose_stream_died_early(
+    sim: GenieSimulator, retry: RetryPolicy
+) -> None:
+    """ "yes" stalls before its first event; a second "yes" failing with 503 is posted again."""
+    sim.next_turn(Turn(Say("first answer"), faults=[StreamFault("stall", after_events=0)]))
+    async with make_client(sim, retry, timeouts=Timeouts(stall=0.3, decision=5)) as client:
+        conversation = await client.create_conversation()
+        with pytest.raises(StreamStalledError):
+            await conversation.ask("yes")
+        sim.fail("send", 503)
+        second = await client.conversation(conversation.conversation_id).ask("yes")  # new handle
+        assert second.text == "You said: yes"
+        users = [
+            m for m in sim.conversation(conversation.conversation_id).messages if m.source == "user"
+        ]
+        assert [m.content for m in users] == ["yes", "yes"]
+        assert second.genie_run_id == users[1].genie_run_id
+
+
+async def test_every_handle_of_a_conversation_shares_what_the_client_knows(
+    client: GenieClient,
+) -> None:
+    """Runs streamed through one handle are known to a fresh handle of the same conversation."""
+    conversation = await client.create_conversation()
+    reply = await conversation.ask("hi")
+    fresh = client.conversation(conversation.conversation_id)
+    assert reply.genie_run_id in fresh.known_runs
+    assert (
+        reply.genie_run_id
+        in client.as_user("someone").conversation(conversation.conversation_id).known_runs
+    )
