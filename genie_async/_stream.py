@@ -25,6 +25,7 @@ import datetime as dt
 import logging
 import time
 import types
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 
@@ -264,6 +265,8 @@ class EventStream:
         self._stalled = False
         self._interrupt_wait: float | None = None
         self._send_started: float | None = None  # time.monotonic() when the send began
+        # The stall timer refers to the stream weakly: an abandoned stream can be collected.
+        self._weak: weakref.ref[EventStream] = weakref.ref(self)
         self._streamed = send is None  # a resumed turn has started by definition
         self._accepted = False  # the server took the message (the send returned a stream)
         api.track(self)
@@ -345,11 +348,12 @@ class EventStream:
     def __aiter__(self) -> AsyncIterator[GenieEvent]:
         if self._finished or self._closed:
             raise StreamClosedError("This stream has ended or was closed; send a new turn.")
-        # The generator itself: `async for` then costs no wrapper call per event.
-        return self._agen
+        return self
 
     def __anext__(self) -> Awaitable[GenieEvent]:
-        if self._closed and not self._agen.ag_running:
+        # A plain method (no coroutine per event). Once closed, by this task or another,
+        # nothing more is handed over: the reader learns why instead of the loop just ending.
+        if self._closed:
             raise StreamClosedError("This stream was closed.")
         return self._agen.__anext__()
 
@@ -471,12 +475,16 @@ class EventStream:
                         self._outcome = "completed"
                         return
                 await self._sleep(budget.next_wait(cap=C.DEFAULT_POLL_MAX))
-        except StreamError as exc:
-            if exc.cursor is None:
-                exc.cursor = self._state.cursor()
-            raise
-        except (ServerError, APIConnectionError) as exc:
-            if not self._streamed:
+        except GenieError as exc:
+            if self._closed and not isinstance(exc, StreamClosedError):
+                # Closed (the stream or the whole client) while a call was in flight: that,
+                # not the call's own failure (a closed session, say), is what happened.
+                raise StreamClosedError("The stream was closed.") from exc
+            if isinstance(exc, StreamError):
+                if exc.cursor is None:
+                    exc.cursor = self._state.cursor()
+                raise
+            if not isinstance(exc, (ServerError, APIConnectionError)) or not self._streamed:
                 raise  # the turn never started: the send's own error says it best
             raise RecoveryError(
                 f"The stream dropped and could not be recovered: {exc.message}",
@@ -525,6 +533,8 @@ class EventStream:
             loop = asyncio.get_running_loop()
             while True:
                 chunk = await content.readany()
+                if self._is_closed():  # closed while we read: nothing more is handed over
+                    break
                 if not chunk:
                     break
                 if self._background_error is not None:
@@ -897,6 +907,8 @@ class EventStream:
         """Post a decision exactly once per ``call_id``, across reconnects."""
         if call_id in self._state.decided or call_id in self._submitting:
             return
+        if self._closed:  # closing leaves the pause pending (another process may take over)
+            raise StreamClosedError("The stream was closed; the confirmation stays pending.")
         self._submitting.add(call_id)
         try:
             await self._api.submit_decision(call_id, decision)
@@ -1050,7 +1062,7 @@ class EventStream:
         loop = asyncio.get_running_loop()
         self._last_progress = loop.time()
         self._disarm_watchdog()
-        self._watchdog = loop.call_at(self._last_progress + stall, self._check_stall)
+        self._watchdog = loop.call_at(self._last_progress + stall, _check_stall, self._weak)
 
     def _disarm_watchdog(self) -> None:
         if self._watchdog is not None:
@@ -1065,10 +1077,10 @@ class EventStream:
         deadline = self._last_progress + stall
         if self._pauses > 0 or not self._agen.ag_running:
             # Paused, or the consumer holds an event (the generator waits at a yield).
-            self._watchdog = loop.call_at(now + stall, self._check_stall)
+            self._watchdog = loop.call_at(now + stall, _check_stall, self._weak)
             return
         if now < deadline:
-            self._watchdog = loop.call_at(deadline, self._check_stall)
+            self._watchdog = loop.call_at(deadline, _check_stall, self._weak)
             return
         self._watchdog = None
         self._stalled = True
@@ -1083,6 +1095,10 @@ class EventStream:
         self._pauses = max(self._pauses - 1, 0)
         with contextlib.suppress(RuntimeError):
             self._last_progress = asyncio.get_running_loop().time()
+
+    def _is_closed(self) -> bool:
+        """``_closed``, read through a call: another task may set it while we await."""
+        return self._closed
 
     def _raise_if_stopped(self) -> None:
         if self._closed:
@@ -1115,10 +1131,10 @@ class EventStream:
             # return_exceptions: the tasks' own cancellation is collected, not raised; a
             # cancellation of this task while waiting here still propagates.
             await asyncio.gather(task, closed, return_exceptions=True)
+        if self._closed:  # close wins, even over a hook that answered in the same instant
+            raise StreamClosedError("The stream was closed while a hook was running.")
         if task in done:
             return task.result()
-        if closed in done:
-            raise StreamClosedError("The stream was closed while a hook was running.")
         raise _HookTimeoutError
 
     async def _unless_closed(self, awaitable: Awaitable[T]) -> T:
@@ -1136,7 +1152,7 @@ class EventStream:
                 if not pending.done():
                     pending.cancel()
             await asyncio.gather(task, closed, return_exceptions=True)
-        if task.cancelled():
+        if task.cancelled() or self._closed:
             raise StreamClosedError("The stream was closed.")
         return task.result()
 
@@ -1158,6 +1174,12 @@ class EventStream:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _check_stall(stream: weakref.ref[EventStream]) -> None:
+    live = stream()
+    if live is not None:
+        live._check_stall()
 
 
 def _retry_after_seconds(event: GenieEvent) -> float | None:
