@@ -327,7 +327,7 @@ def _from_object(obj: Any, fallback_type: str, raw: str | None) -> GenieEvent:
         obj = {**obj, "type": kind}
     try:
         return cast(GenieEvent, msgspec.convert(obj, cls))
-    except msgspec.ValidationError as exc:
+    except (msgspec.ValidationError, UnicodeError) as exc:  # a lone surrogate in a key, say
         text = raw if raw is not None else _raw_text(obj)
         return MalformedEvent(type=kind, raw=text, error=str(exc), **envelope)
 

@@ -219,3 +219,10 @@ def test_text_with_a_lone_surrogate_is_malformed_not_raised() -> None:
     )
     wrong = ev.event_from_object({"type": "agent.message", "message": 1, "note": "\ud800"})
     assert isinstance(wrong, ev.MalformedEvent)
+
+
+def test_a_key_with_a_lone_surrogate_is_malformed_not_raised() -> None:
+    """A decoded object whose key cannot be UTF-8 encoded never raises (hypothesis found it)."""
+    assert isinstance(
+        ev.event_from_object({"type": "agent.message", "\ud800": None}), ev.MalformedEvent
+    )
