@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import settings
 
 from genie_async import GenieClient, RetryPolicy, Timeouts
 from genie_async.testing import GenieSimulator, VirtualClock
+
+# CI explores the same examples on every run (a failure there is reproducible, never a fluke of
+# the draw); local runs keep exploring new ones. No per-example deadline: machines are noisy.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 # Fast but not hair-trigger: the machines running CI are shared and noisy.
 TEST_TIMEOUTS = Timeouts(connect=5, read=10, request=10, stall=10, decision=5, auth=10)
