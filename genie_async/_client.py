@@ -85,8 +85,10 @@ class GenieClient:
     refused except to loopback unless ``allow_insecure_http=True``.
 
     ``session``: an ``aiohttp.ClientSession`` of yours to use; it is never closed here.
-    ``connection_limit``: the pool size of the session created here (0 = unlimited); each
-    open stream holds one connection for the whole turn.
+    ``connection_limit`` / ``connection_limit_per_host``: the pool of the session created
+    here (0 = unlimited). Each open stream holds one connection for the whole turn, and REST
+    calls (decisions, recovery) need a free one too: size it above the streams you keep open
+    (docs/deployment.md).
     """
 
     def __init__(
@@ -104,6 +106,7 @@ class GenieClient:
         retry: RetryPolicy | None = None,
         session: aiohttp.ClientSession | None = None,
         connection_limit: int = 100,
+        connection_limit_per_host: int = 0,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self._genie_id = genie_id
@@ -122,6 +125,7 @@ class GenieClient:
             retry=retry or RetryPolicy(),
             session=session,
             connection_limit=connection_limit,
+            connection_limit_per_host=connection_limit_per_host,
         )
         self._shared = _Shared(core)
         self._is_view = False

@@ -267,7 +267,7 @@ class EventStream:
         self._send_started: float | None = None  # time.monotonic() when the send began
         # The stall timer refers to the stream weakly: an abandoned stream can be collected.
         self._weak: weakref.ref[EventStream] = weakref.ref(self)
-        self._streamed = send is None  # a resumed turn has started by definition
+        self._recovering = send is None  # a resumed turn starts by recovering
         self._accepted = False  # the server took the message (the send returned a stream)
         api.track(self)
 
@@ -424,6 +424,7 @@ class EventStream:
                     if state.delivered != delivered_before:
                         budget.reset()
                         failed_reconnects = 0
+                        self._recovering = False
                     response = None
                 if state.finished:
                     self._outcome = "completed"
@@ -433,6 +434,7 @@ class EventStream:
                         async for event in resumed:
                             yield event
                     return
+                self._recovering = True  # from here until a new connection delivers
                 if state.genie_run_id is None:
                     await self._find_accepted_run()
                 if not reconnect_refused and failed_reconnects < policy.reconnect_attempts:
@@ -484,8 +486,10 @@ class EventStream:
                 if exc.cursor is None:
                     exc.cursor = self._state.cursor()
                 raise
-            if not isinstance(exc, (ServerError, APIConnectionError)) or not self._streamed:
-                raise  # the turn never started: the send's own error says it best
+            if not isinstance(exc, (ServerError, APIConnectionError)) or not self._recovering:
+                # Not while recovering a drop (the send itself, a decision, an auth pause):
+                # the call's own error says best what failed.
+                raise
             raise RecoveryError(
                 f"The stream dropped and could not be recovered: {exc.message}",
                 hint="The service kept failing; stream.cursor resumes the turn later "
@@ -522,7 +526,6 @@ class EventStream:
             release_response(response)
             raise StreamClosedError("The stream was closed.")
         self._response = response
-        self._streamed = True
         self._request_id = request_id_of(response.headers, self._api.secrets())
         self._arm_watchdog()
         try:
@@ -612,8 +615,7 @@ class EventStream:
 
         async def attach(run: str) -> aiohttp.ClientResponse | None:
             logger.debug("the message was accepted despite the error; attaching to %s", run)
-            state.genie_run_id = run
-            self._streamed = True  # accepted: from here on the turn is recovered, not re-sent
+            state.genie_run_id = run  # accepted: from here on the turn is recovered, not re-sent
             try:
                 return await self._api.open_run(run, None)
             except APIStatusError as exc:

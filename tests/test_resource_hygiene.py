@@ -1150,3 +1150,22 @@ async def test_the_leak_checks_can_see_leaks(quick_sim: GenieSimulator, retry: R
         ):
             forgotten = asyncio.sleep(0)
             del forgotten
+
+
+async def test_finished_turns_leave_nothing_for_the_cyclic_garbage_collector(
+    sim: GenieSimulator, client: GenieClient
+) -> None:
+    """A finished turn is freed by reference counting alone: under load, cyclic garbage
+    lengthens the collector's pauses (measured: 59 objects per turn before this was fixed)."""
+    conversation = await client.create_conversation()
+    for _ in range(5):
+        await conversation.ask("warm up")
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(50):
+            await conversation.ask("x")
+        unreachable = gc.collect()
+    finally:
+        gc.enable()
+    assert unreachable < 50, f"{unreachable / 50:.1f} cyclic objects per turn"
