@@ -67,6 +67,7 @@ import re
 import resource
 import sys
 import time
+from array import array
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -498,8 +499,13 @@ class Record:
     sent: float = 0.0
     first: float | None = None  # processing.started received
     opened: float | None = None  # the "open" message received
-    # (received at, created_at, event_id) of every event, in delivery order
-    events: list[tuple[float, str, str]] = field(default_factory=list)
+    # Every event in delivery order, as three parallel columns. Flat containers of
+    # floats and strings, not a tuple per event: tuples are GC-tracked, and 27,000 of
+    # them surviving the run make the benchmark itself trigger full collections in
+    # the middle of the phase it measures.
+    received: array[float] = field(default_factory=lambda: array("d"))
+    created: list[str] = field(default_factory=list)
+    event_ids: list[str] = field(default_factory=list)
     steady_at: float | None = None  # the first steady-phase event received
     run_id: str | None = None
     outcome: str | None = None
@@ -543,7 +549,7 @@ def confirmation_hook(index: int) -> Callable[[SkillConfirmationRequired], Await
 async def consume(record: Record, opened: Opened) -> None:
     """Run one turn and record every event with the time it was received."""
     hook = confirmation_hook(record.index) if record.kind == "confirm" else None
-    events = record.events
+    received, created, event_ids = record.received, record.created, record.event_ids
     clock = time.time
     stream = record.conversation.send(record.text, on_skill_confirmation=hook)
     record.sent = clock()
@@ -551,7 +557,9 @@ async def consume(record: Record, opened: Opened) -> None:
         async with stream:
             async for event in stream:
                 now = clock()
-                events.append((now, event.created_at or "", event.event_id or ""))
+                received.append(now)
+                created.append(event.created_at or "")
+                event_ids.append(event.event_id or "")
                 if record.first is None:
                     record.first = now
                 elif record.opened is None and isinstance(event, AgentMessage):
@@ -1001,7 +1009,8 @@ def delays(result: ScaleResult) -> tuple[dict[str, Delays], list[tuple[float, fl
     for record in result.records:
         recovers = record.kind in ("abort", "interrupt")
         target = recovering if recovers else live
-        for position, (received, created_at, _) in enumerate(record.events):
+        columns = zip(record.received, record.created, strict=True)
+        for position, (received, created_at) in enumerate(columns):
             if not created_at:
                 continue
             created = epoch(created_at)
@@ -1023,7 +1032,7 @@ def check_delivery(result: ScaleResult) -> tuple[int, int, list[str]]:
     delivered = expected = 0
     problems: list[str] = []
     for record in result.records:
-        got = [event_id for _, _, event_id in record.events]
+        got = record.event_ids
         delivered += len(got)
         if record.run_id is None:
             problems.append(f"#{record.index} ({record.kind}): no run ({record.error})")
@@ -1255,7 +1264,7 @@ def print_scale(result: ScaleResult, work: Workload) -> bool:
         print(f"  FAILED: #{record.index} ({record.kind}): {record.outcome} {record.error}")
     for record in result.hung[:5]:
         print(
-            f"  HUNG: #{record.index} ({record.kind}): {len(record.events)} events, "
+            f"  HUNG: #{record.index} ({record.kind}): {len(record.event_ids)} events, "
             f"run {record.run_id}"
         )
     return not failed and exact and not result.hung
