@@ -88,7 +88,7 @@ class GenieClient:
     ``connection_limit`` / ``connection_limit_per_host``: the pool of the session created
     here (0 = unlimited). Each open stream holds one connection for the whole turn, and REST
     calls (decisions, recovery) need a free one too: size it above the streams you keep open
-    (docs/deployment.md).
+    (docs/pages/deployment.md).
     """
 
     def __init__(

@@ -38,8 +38,8 @@ def test_docstring_tree_matches_the_classes() -> None:
 
 
 def test_docs_repeat_the_tree() -> None:
-    """docs/errors.md starts with the same tree as the module docstring."""
-    docs = Path(__file__).parent.parent / "docs" / "errors.md"
+    """docs/pages/errors.md starts with the same tree as the module docstring."""
+    docs = Path(__file__).parent.parent / "docs" / "pages" / "errors.md"
     tree = (E.__doc__ or "").split("::")[1].split("\n\n")[1]
     assert tree.strip() in docs.read_text()
 

@@ -1,4 +1,4 @@
-"""The pytest plugin as a user's project loads it, and every Python example of docs/testing.md.
+"""The pytest plugin as a user's project loads it, and every Python example of docs/pages/testing.md.
 
 Each example runs as its own small project: blocks that define tests go through ``pytester``
 with the plugin loaded the way a user's run loads it; the other blocks run as scripts.
@@ -18,7 +18,7 @@ import pytest
 pytest_plugins = ["pytester"]
 
 PLUGIN = "genie_async.testing.pytest_plugin"
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "testing.md"
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "pages" / "testing.md"
 
 # A user's project as the docs tell them to configure it, as strict as ours.
 AUTO_INI = """\
@@ -100,7 +100,7 @@ def assert_all_passed(result: pytest.RunResult, at_least: int) -> None:
 
 
 def test_docs_have_a_first_complete_example() -> None:
-    """The first Python block of docs/testing.md is a complete test module."""
+    """The first Python block of docs/pages/testing.md is a complete test module."""
     assert BLOCKS, f"no ```python blocks in {DOCS}"
     assert BLOCKS[0].tests >= 1
     assert "pytest.mark.asyncio" not in BLOCKS[0].code
@@ -256,7 +256,7 @@ def test_importing_the_simulator_does_not_import_pytest() -> None:
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[f"testing.md:{b.line}" for b in BLOCKS])
 def test_docs_example(block: Block, pytester: pytest.Pytester) -> None:
-    """Every ```python block of docs/testing.md runs: its tests pass, or its script exits 0."""
+    """Every ```python block of docs/pages/testing.md runs: its tests pass, or its script exits 0."""
     if block.tests:
         ini = STRICT_INI if block.strict else AUTO_INI
         assert_all_passed(run_tests(pytester, block.code, ini=ini), block.tests)

@@ -1,6 +1,6 @@
 """The security guarantees of genie_async, end to end against real loopback servers.
 
-Each section proves one guarantee of docs/security.md: redirects are never followed, plain
+Each section proves one guarantee of docs/pages/security.md: redirects are never followed, plain
 http:// is refused off loopback, ids cannot alter request paths, a malicious server cannot
 make the client allocate without bound, and credentials (API key, X-IDP-User-Id, OAuth
 tokens, the Developer API token and API keys received from it) never appear in reprs, strs,

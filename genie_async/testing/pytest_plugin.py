@@ -4,7 +4,7 @@ Fixtures: ``genie_simulator`` (a running `GenieSimulator`), ``genie_client`` (a 
 for its active user, retrying on ``genie_clock``) and ``genie_clock`` (the `VirtualClock` the
 client's retries wait on). ``@pytest.mark.genie_simulator(**kwargs)`` passes keyword arguments
 to the simulator's constructor. The async fixtures run on pytest-asyncio, in its ``auto`` and
-``strict`` modes alike. See ``docs/testing.md``.
+``strict`` modes alike. See ``docs/pages/testing.md``.
 """
 
 from __future__ import annotations
