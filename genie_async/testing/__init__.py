@@ -28,6 +28,9 @@ The same simulator serves the Developer API stubs used by `genie_async.admin` (g
 start/stop, genie clients, IAM user lookup) with ``sim.developer_token``; their route names
 for `GenieSimulator.fail` and ``sim.log`` are in `ADMIN_ROUTES`.
 
+`OlbrainSimulator` stands in for Olbrain's agent API (the second backend): conversational
+sessions, workflow runs with test hooks, uploads, signed output URLs and fault injection.
+
 `VirtualClock` is a fake clock for retry-policy tests.
 """
 
@@ -35,6 +38,14 @@ from ._admin_routes import ADMIN_ROUTES
 from ._clock import SimClock, VirtualClock
 from ._faults import ROUTES, HttpFault, StreamFault
 from ._model import SimConversation, SimEvent, SimMessage, SimRun
+from ._olbrain import OlbrainSimulator
+from ._olbrain_model import (
+    OlbrainMessage,
+    OlbrainRequest,
+    OlbrainRun,
+    OlbrainSession,
+    OlbrainUpload,
+)
 from ._records import ApprovalRecord, RequestRecord, UploadRecord
 from ._scenario import Confirm, ConnectAuth, Emit, MessageMatcher, Say, Skill, Step, Turn, Wait
 from ._simulator import GenieSimulator
@@ -49,6 +60,12 @@ __all__ = [
     "GenieSimulator",
     "HttpFault",
     "MessageMatcher",
+    "OlbrainMessage",
+    "OlbrainRequest",
+    "OlbrainRun",
+    "OlbrainSession",
+    "OlbrainSimulator",
+    "OlbrainUpload",
     "RequestRecord",
     "Say",
     "SimClock",

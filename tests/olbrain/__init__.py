@@ -1,0 +1,1 @@
+"""Tests of the Olbrain backend: the simulator (raw HTTP) and the client."""
