@@ -154,8 +154,9 @@ class Conversation:
         on_auth_required: AuthHook | None = None,
         stream: bool = True,
     ) -> EventStream | Awaitable[RunHandle]:
-        """Send a message. Returns the turn's :class:`EventStream` (nothing is sent until
-        it is entered or iterated), or with ``stream=False`` an awaitable run handle.
+        """Send a message. Returns the turn's :class:`EventStream`, or with ``stream=False``
+        an awaitable run handle. The message is posted when the stream is first iterated;
+        entering ``async with`` only scopes its cleanup.
 
         ``file`` is a ``file_id`` string or an :class:`UploadedFile`, or anything
         :meth:`upload` accepts (a path-like, bytes, a binary file object), uploaded first.
