@@ -6,13 +6,39 @@ Secrets live only inside these objects. Their ``repr`` never shows them, and
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from . import _constants as C
 from .errors import ConfigurationError, DeveloperTokenError
 
-TokenProvider = Callable[[], Awaitable[str]]
+
+class RefreshingTokenProvider(Protocol):
+    """A token provider told when a token was just refused (``force_refresh=True``).
+
+    After a 401 the client calls it with ``force_refresh=True`` so a cache can drop the
+    refused token and fetch a new one; every other call passes ``force_refresh=False``.
+    """
+
+    def __call__(self, *, force_refresh: bool) -> Awaitable[str]: ...
+
+
+TokenProvider = Callable[[], Awaitable[str]] | RefreshingTokenProvider
+
+
+def _takes_force_refresh(provider: Callable[..., Any]) -> bool:
+    """Whether ``provider`` accepts a ``force_refresh`` keyword (decided once, up front)."""
+    try:
+        parameters = inspect.signature(provider).parameters
+    except (TypeError, ValueError):  # some builtins and C callables have no signature
+        return False
+    parameter = parameters.get("force_refresh")
+    return parameter is not None and parameter.kind in (
+        inspect.Parameter.KEYWORD_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    )
+
 
 _RUNTIME_CREDENTIAL_ADVICE = (
     "Runtime calls take a genie client API key (with user_id) or an end user's OAuth access "
@@ -87,10 +113,12 @@ class AccessTokenCredentials(Credentials):
     """``Authorization: Bearer <access token>``; the token identifies the end user.
 
     With a provider, it is awaited before every request (it should cache the token itself)
-    and again after a 401, when the request is retried once.
+    and again after a 401, when the request is retried once. A provider that accepts a
+    ``force_refresh`` keyword is told which call follows a 401 (``force_refresh=True``), so
+    it can drop the refused token instead of returning it again.
     """
 
-    __slots__ = ("_provider", "_seen", "_token")
+    __slots__ = ("_provider", "_provider_refreshes", "_seen", "_token")
 
     def __init__(self, token: str | None = None, provider: TokenProvider | None = None) -> None:
         if (token is None) == (provider is None):
@@ -100,6 +128,7 @@ class AccessTokenCredentials(Credentials):
             _check_not_developer_token(token, "access_token")
         self._token = token
         self._provider = provider
+        self._provider_refreshes = provider is not None and _takes_force_refresh(provider)
         # Every token the provider has returned, so all of them can be redacted.
         self._seen: list[str] = [token] if token is not None else []
 
@@ -110,7 +139,10 @@ class AccessTokenCredentials(Credentials):
     async def headers(self, *, refresh: bool = False) -> dict[str, str]:
         token = self._token
         if self._provider is not None:
-            token = await self._provider()
+            if self._provider_refreshes:
+                token = await self._provider(force_refresh=refresh)  # type: ignore[call-arg]
+            else:
+                token = await self._provider()  # type: ignore[call-arg]
             _check_header_value(token, "token returned by token_provider")
             _check_not_developer_token(token, "token returned by token_provider")
             if token not in self._seen:

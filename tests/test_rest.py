@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from genie_async import (
+    AuthFailedError,
     ClientClosedError,
     ConversationInfo,
     FileTooLargeError,
@@ -337,6 +338,49 @@ async def test_access_token_and_refreshing_provider(
         await c.create_conversation()
         assert calls == 2
     assert [r.status for r in sim.requests("create_conversation")] == [401, 200]
+
+
+async def test_provider_with_force_refresh_is_told_which_call_follows_a_401(
+    sim: GenieSimulator, retry: RetryPolicy
+) -> None:
+    """A caching provider taking force_refresh drops a revoked token after the 401 and recovers."""
+    revoked = sim.issue_access_token(sim.user_id)
+    sim.revoke_access_token(revoked)
+    fresh = sim.issue_access_token(sim.user_id)
+    cached: str | None = revoked
+    flags: list[bool] = []
+
+    async def provider(*, force_refresh: bool = False) -> str:
+        nonlocal cached
+        flags.append(force_refresh)
+        if force_refresh or cached is None:
+            cached = fresh
+        return cached
+
+    async with make_client(sim, retry, api_key=None, user_id=None, token_provider=provider) as c:
+        await c.create_conversation()
+        await c.create_conversation()
+    assert flags == [False, True, False]
+    assert [r.status for r in sim.requests("create_conversation")] == [401, 200, 200]
+
+
+async def test_plain_cache_provider_keeps_returning_a_revoked_token(
+    sim: GenieSimulator, retry: RetryPolicy
+) -> None:
+    """A provider without force_refresh is called bare; a cache of a revoked token still fails."""
+    revoked = sim.issue_access_token(sim.user_id)
+    sim.revoke_access_token(revoked)
+    calls = 0
+
+    async def provider() -> str:
+        nonlocal calls
+        calls += 1
+        return revoked
+
+    async with make_client(sim, retry, api_key=None, user_id=None, token_provider=provider) as c:
+        with pytest.raises(AuthFailedError):
+            await c.create_conversation()
+    assert calls == 2
 
 
 async def test_a_callers_session_is_used_and_left_open(
