@@ -65,9 +65,14 @@ AuthHook = Callable[[AuthRequest], Awaitable[Union[Decline, None]]]  # noqa: UP0
 
 @dataclass(frozen=True)
 class DecisionRecord:
-    """How a confirmation was decided: by the hook, by the consumer, or fail-closed."""
+    """How a confirmation was decided: by the hook, by the consumer, or fail-closed.
+
+    ``resolution`` is ``"already_decided"`` when the service answered that the call was no
+    longer pending (409): another process holding the turn's cursor decided it first, or the
+    run moved on. The turn goes on either way; its later events show what the genie did.
+    """
 
     call_id: str
-    resolution: Literal["approved", "rejected"]
+    resolution: Literal["approved", "rejected", "already_decided"]
     reason: str | None
     source: Literal["hook", "consumer", "timeout", "hook_error"]

@@ -53,6 +53,7 @@ from .errors import (
     APIResponseError,
     APIStatusError,
     AuthPauseTimeoutError,
+    ConflictError,
     EventsExpiredError,
     EventTooLargeError,
     GenieError,
@@ -406,6 +407,9 @@ class EventStream:
                 yield await self._before_delivery(pending, Action.CONFIRMATION)
                 await self._after_pause_event(pending, Action.CONFIRMATION)
             budget = _Budget(policy)
+            # Resuming or attaching: the first connection is a plain connect, not a retry
+            # after a failure, so it does not wait a backoff step first.
+            connect_now = self._send is None
             failed_reconnects = 0  # consecutive reconnects that delivered nothing
             reconnect_refused = False  # the endpoint will not serve this run: replay only
             idle_polls = 0
@@ -439,7 +443,10 @@ class EventStream:
                     await self._find_accepted_run()
                 if not reconnect_refused and failed_reconnects < policy.reconnect_attempts:
                     failed_reconnects += 1
-                    await self._sleep(budget.next_wait(retry_after))
+                    if connect_now:
+                        connect_now = False
+                    else:
+                        await self._sleep(budget.next_wait(retry_after))
                     response, reconnect_refused = await self._try_reconnect(budget)
                     continue
                 # Reconnecting failed: replay the persisted events (reference §9.3 step 4).
@@ -474,6 +481,7 @@ class EventStream:
                             "completed it from the message history",
                             state.genie_run_id,
                         )
+                        state.record_end()
                         self._outcome = "completed"
                         return
                 await self._sleep(budget.next_wait(cap=C.DEFAULT_POLL_MAX))
@@ -912,13 +920,21 @@ class EventStream:
         if self._closed:  # closing leaves the pause pending (another process may take over)
             raise StreamClosedError("The stream was closed; the confirmation stays pending.")
         self._submitting.add(call_id)
-        try:
-            await self._api.submit_decision(call_id, decision)
-        finally:
-            self._submitting.discard(call_id)
-        resolution: Literal["approved", "rejected"] = (
+        resolution: Literal["approved", "rejected", "already_decided"] = (
             "approved" if isinstance(decision, Approve) else "rejected"
         )
+        try:
+            await self._api.submit_decision(call_id, decision)
+        except ConflictError as exc:
+            # The call is no longer pending: decided by whoever held the turn's cursor before
+            # us (a decision posted just before a crash), or the run moved on. Either way the
+            # turn goes on, and its next events show what happened.
+            logger.warning(
+                "confirmation %s was no longer pending (%s); continuing the turn", call_id, exc
+            )
+            resolution = "already_decided"
+        finally:
+            self._submitting.discard(call_id)
         reason = decision.reason if isinstance(decision, Reject) else None
         self._state.record_decision(call_id, resolution)
         self._decisions[call_id] = DecisionRecord(call_id, resolution, reason, source)
@@ -1015,8 +1031,9 @@ class EventStream:
         if self._declined is not None:
             self._outcome = "connection_declined"
             return
-        # The resumed turn is a new run, only in the message history (reference §9.4).
-        seen_any = False
+        # The resumed turn is a new run, only in the message history (reference §9.4). Replies
+        # delivered before a cursor was taken count: they are skipped, not waited for again.
+        seen_any = state.has_history_replies()
         while True:
             # The state is read before the history: if it was idle then, everything the
             # resumed run wrote is in the history read next.
@@ -1035,6 +1052,7 @@ class EventStream:
             # Idle can also mean "still parked" (a production quirk), so finish only once a
             # reply has come and an idle snapshot is followed by a read with nothing new.
             if seen_any and idle and not fresh:
+                state.record_end()
                 self._outcome = "completed"
                 return
             self._check_auth_deadline(loop, deadline)

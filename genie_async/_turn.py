@@ -72,6 +72,9 @@ class StreamCursor(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     auth_attempt_id: str | None = None
     auth_paused_at: str | None = None
     pending_confirmation: SkillConfirmationRequired | None = None
+    # message_id of each reply taken from the message history rather than an event stream
+    # (after a runtime-connection pause the resumed run has no stream): their position.
+    history_message_ids: list[str] = msgspec.field(default_factory=list)
     finished: bool = False
 
     def to_json(self) -> str:
@@ -164,6 +167,7 @@ class TurnState:
     few ``record_*`` methods; serialised by :meth:`cursor`."""
 
     __slots__ = (
+        "_history_message_ids",
         "_history_text",
         "_last_message",
         "_message_ids",
@@ -212,6 +216,7 @@ class TurnState:
         self._last_message: AgentMessage | None = None
         self._history_text: str | None = None
         self._message_ids: list[str] = []
+        self._history_message_ids: list[str] = []
         self.delivered = 0
 
     @classmethod
@@ -233,6 +238,8 @@ class TurnState:
         if pending is not None and pending.call_id not in state.decided:
             state.pending_confirmation = pending  # re-asked first when the turn resumes
         state.finished = cursor.finished
+        state._history_message_ids = list(cursor.history_message_ids)
+        state._message_ids.extend(cursor.history_message_ids)
         state.auth_paused_at = cursor.auth_paused_at
         if cursor.auth_attempt_id is not None or cursor.auth_paused_at is not None:
             state.auth_pause = RuntimeConnectionAuthRequired(
@@ -257,6 +264,7 @@ class TurnState:
             auth_attempt_id=pause.runtime_connection_attempt_id if pause else None,
             auth_paused_at=self.auth_paused_at,
             pending_confirmation=self.pending_confirmation,
+            history_message_ids=list(self._history_message_ids),
             finished=self.finished,
         )
 
@@ -355,8 +363,18 @@ class TurnState:
             self.pending_confirmation = None
 
     def record_history_message(self, message_id: str, text: str) -> None:
+        """A reply taken from the message history, handed to the consumer now."""
         self._message_ids.append(message_id)
+        self._history_message_ids.append(message_id)
         self._history_text = text
+
+    def has_history_replies(self) -> bool:
+        """Whether any reply of this turn was taken from the history (this process or before)."""
+        return bool(self._history_message_ids)
+
+    def record_end(self) -> None:
+        """The turn ended without a ``processing.finished`` event (an auth-pause outcome)."""
+        self.finished = True
 
 
 def sort_key(event: dict[str, Any]) -> tuple[dt.datetime, int, str]:

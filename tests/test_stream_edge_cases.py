@@ -22,7 +22,15 @@ from genie_async import (
     Timeouts,
 )
 from genie_async.events import GenieEvent
-from genie_async.testing import Confirm, ConnectAuth, GenieSimulator, Say, StreamFault, Turn
+from genie_async.testing import (
+    Confirm,
+    ConnectAuth,
+    GenieSimulator,
+    Say,
+    StreamFault,
+    Turn,
+    VirtualClock,
+)
 
 from .conftest import assert_no_open_connections, make_client
 
@@ -374,3 +382,75 @@ async def test_every_handle_of_a_conversation_shares_what_the_client_knows(
         reply.genie_run_id
         in client.as_user("someone").conversation(conversation.conversation_id).known_runs
     )
+
+
+# --- found by the examples (docs/examples): resuming across processes --------------------------
+
+
+async def test_replies_after_an_auth_pause_are_covered_by_the_cursor(
+    sim: GenieSimulator, client: GenieClient
+) -> None:
+    """A cursor taken after a reply read from history resumes past it; the end is marked."""
+    sim.default_turn = Turn(ConnectAuth("Salesforce", then=(Say("one"), Say("two"))))
+
+    async def authorize_soon(request: AuthRequest) -> None:
+        asyncio.get_running_loop().call_later(0.05, sim.authorize)
+
+    conversation = await client.create_conversation()
+    cursors = []
+    async with conversation.send("deals", on_auth_required=authorize_soon) as stream:
+        async for event in stream:
+            if isinstance(event, AgentMessage):
+                cursors.append((event.text, stream.cursor))
+        final = stream.cursor
+    assert [text for text, _ in cursors] == ["one", "two"]
+    after_one = cursors[0][1]
+    assert len(after_one.history_message_ids) == 1
+    async with conversation.resume(after_one) as resumed:
+        rest = [event async for event in resumed]
+    assert texts(rest) == ["two"]
+    assert final.finished
+    async with conversation.resume(final) as ended:
+        assert [event async for event in ended] == []
+
+
+async def test_resuming_a_confirmation_decided_before_the_crash_goes_on(
+    sim: GenieSimulator, client: GenieClient
+) -> None:
+    """The decision was posted but the cursor still shows the pause: a 409 does not end the turn."""
+    sim.default_turn = Turn(Confirm("Submit", on_approve=(Say("submitted"),)))
+    conversation = await client.create_conversation()
+    async with conversation.send("book it") as stream:
+        async for event in stream:
+            if isinstance(event, SkillConfirmationRequired):
+                before_decision = stream.cursor  # saved, then the process "dies" after deciding
+                await stream.approve()
+                break
+    assert before_decision.pending_confirmation is not None
+    asked: list[str] = []
+
+    async def approve(event: SkillConfirmationRequired) -> Approve:
+        asked.append(event.call_id)
+        return Approve()
+
+    async with conversation.resume(before_decision, on_skill_confirmation=approve) as resumed:
+        rest = [event async for event in resumed]
+        record = resumed.decisions[asked[0]]
+    assert record.resolution == "already_decided"
+    assert texts(rest) == ["submitted"]
+    assert isinstance(rest[-1], ProcessingFinished)
+    assert len(sim.approvals()) == 2  # ours was refused with 409; the turn went on regardless
+
+
+async def test_attach_connects_at_once(
+    sim: GenieSimulator, client: GenieClient, clock: VirtualClock
+) -> None:
+    """attach() and resume() open the run without a backoff wait: nothing has failed yet."""
+    sim.default_turn = Turn(Say("hello"))
+    conversation = await client.create_conversation()
+    handle = await conversation.send("hi", stream=False)
+    started = clock.now()
+    async with conversation.attach(handle.genie_run_id) as stream:
+        events = [event async for event in stream]
+    assert texts(events) == ["hello"]
+    assert clock.now() == started

@@ -225,11 +225,6 @@ async def test_auth_pause_shows_the_link_and_resumes(
     assert rest[-1].data == {"outcome": "completed"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library gap: the cursor does not cover replies read from the history after a "
-    "runtime-connection pause, so resuming after one delivers it again",
-)
 async def test_reconnect_after_the_resumed_reply_does_not_repeat_it(
     browser: Browser, webapp_sim: GenieSimulator
 ) -> None:
