@@ -75,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(highlight=False)
     try:
         if args.command == "demo":
+            if args.backend == "olbrain":
+                return asyncio.run(_olbrain_demo(console))
             return asyncio.run(_demo(console, interactive=args.interactive))
         if args.command == "chat":
             return asyncio.run(_chat(console, args))
@@ -96,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--interactive", action="store_true", help="answer the confirmation and the auth yourself"
+    )
+    demo.add_argument(
+        "--backend",
+        choices=("genie", "olbrain"),
+        default="genie",
+        help="which simulated backend to demo (default genie)",
     )
     chat = commands.add_parser(
         "chat",
@@ -430,6 +438,113 @@ async def _demo(console: Console, *, interactive: bool) -> int:
         console.print(f"[red bold]{len(failures)} step(s) failed.[/red bold]")
         return 1
     console.print(f"[green bold]All {len(STEPS)} steps behaved as expected.[/green bold]")
+    return 0
+
+
+# --- demo: the Olbrain backend ---------------------------------------------------------------
+
+OLBRAIN_STEPS = (
+    "1. A conversational turn: one synchronous reply, with token usage",
+    "2. The session id is carried to a second turn",
+    "3. A workflow run, watched, paused, resumed and completed",
+)
+
+
+async def _olbrain_demo(console: Console) -> int:
+    from rich.panel import Panel
+    from rich.rule import Rule
+
+    from .olbrain import OlbrainClient, RunStatus
+    from .testing import OlbrainSimulator
+
+    console.print(
+        Panel.fit(
+            "genie-async demo --backend olbrain: the bundled Olbrain simulator.\n"
+            "Everything below goes through genie_async.olbrain over real HTTP on loopback.",
+            border_style="cyan",
+        )
+    )
+    failures: list[str] = []
+
+    def verdict(title: str, problem: str | None) -> None:
+        if problem is None:
+            console.print("[green]✓ behaved as expected[/green]\n")
+        else:
+            _print_error(console, problem)
+            console.print()
+            failures.append(f"{title}: {problem}")
+
+    async with OlbrainSimulator() as sim:
+        console.print(f"[dim]simulator listening on {sim.url}[/dim]\n")
+        chat = sim.add_conversational_agent(
+            reply=lambda text, meta: f"Order received ({text}). I'll start processing it."
+        )
+        flow = sim.add_workflow_agent(output_files={"report.csv": b"id,status\n4421,ok\n"})
+        async with OlbrainClient(api_key=sim.api_key, base_url=sim.url) as client:
+            conversation = client.agent(chat).conversation()
+            first_session: str | None = None
+            for title, text in zip(
+                OLBRAIN_STEPS[:2], ("Order #4421 placed for Acme Corp", "Any update?"), strict=True
+            ):
+                console.print(Rule(f"[bold]{title}[/bold]", align="left"))
+                console.print(f"[bold cyan]you ›[/bold cyan] {escape(text)}")
+                try:
+                    reply = await conversation.ask(text)
+                except GenieError as exc:
+                    verdict(title, _one_line_error(exc))
+                    continue
+                usage = reply.token_usage
+                console.print(f"[bold green]agent ›[/bold green] {escape(reply.text)}")
+                console.print(
+                    f"[dim]session {reply.session_id} · message {reply.message_id} · "
+                    f"tokens {usage.total_tokens if usage else '?'}[/dim]"
+                )
+                problem = None
+                if not reply.text or usage is None or usage.total_tokens <= 0:
+                    problem = "no reply text or no token usage"
+                elif first_session is None:
+                    first_session = reply.session_id
+                elif reply.session_id != first_session:
+                    problem = f"a new session {reply.session_id} instead of {first_session}"
+                elif len(sim.messages(first_session)) != 4:
+                    problem = "the session does not hold both turns"
+                else:
+                    console.print("[dim]↻ same session: the id was carried forward[/dim]")
+                verdict(title, problem)
+
+            title = OLBRAIN_STEPS[2]
+            console.print(Rule(f"[bold]{title}[/bold]", align="left"))
+            problem = None
+            try:
+                run = await client.agent(flow).trigger({"order_id": "4421"})
+                console.print(f"[dim]triggered run {run.run_id}[/dim]")
+                console.print(f"  status → {run.status}")
+                paused_once = False
+                async with run.watch(interval=0.05, max_interval=0.2) as changes:
+                    async for record in changes:
+                        console.print(f"  status → {record.status}")
+                        if record.status == RunStatus.RUNNING and not paused_once:
+                            paused_once = True
+                            console.print("  [yellow]pause()[/yellow]")
+                            await run.pause()
+                        elif record.status == RunStatus.PAUSED:
+                            console.print("  [yellow]resume()[/yellow]")
+                            resumed = await run.resume()
+                            console.print(f"  status → {resumed.status}")
+                files = await run.output_files()
+                names = ", ".join(f.name or "?" for f in files)
+                console.print(f"[dim]output files: {escape(names)} (signed URLs, 15 min)[/dim]")
+                history = sim.runs[run.run_id].history
+                expected = ["queued", "running", "paused", "running", "succeeded"]
+                if history != expected:
+                    problem = f"the run went {history}, expected {expected}"
+            except GenieError as exc:
+                problem = _one_line_error(exc)
+            verdict(title, problem)
+    if failures:
+        console.print(f"[red bold]{len(failures)} step(s) failed.[/red bold]")
+        return 1
+    console.print(f"[green bold]All {len(OLBRAIN_STEPS)} steps behaved as expected.[/green bold]")
     return 0
 
 

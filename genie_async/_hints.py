@@ -128,3 +128,101 @@ def for_status(status: int, error_code: str | None, *, host: str) -> str | None:
     if 300 <= status < 400:
         return None
     return STATUS_HINTS.get(status) or (SERVER_ERROR if status >= 500 else None)
+
+
+# --- Olbrain (seed: docs.olbrain.com/errors, "What to do") ------------------------------------
+
+OLBRAIN_CODE_HINTS: dict[str, str] = {
+    "runtime_not_applicable": (
+        "Session endpoints are conversational-only; run endpoints are workflow-only. Use "
+        "agent.conversation() for a conversational agent and agent.trigger() / runs for a "
+        "workflow agent."
+    ),
+    "agent_not_found": (
+        "Verify the agent_id in the URL matches what Studio shows, and that the key was "
+        "minted in that agent's organization (the API answers both the same way on purpose)."
+    ),
+    "session_not_found": (
+        "Confirm the session_id, and that the key matches the agent that created it."
+    ),
+    "message_not_found": "Confirm both session_id and message_id.",
+    "run_not_found": ("Confirm both ids. Runs are scoped to the agent that started them."),
+    "invalid_state_transition": (
+        "Re-fetch the run (await run.refresh()) to see its current state before retrying the "
+        "action: pause needs a running run, resume a paused one, cancel a queued or running "
+        "one, retry a failed one."
+    ),
+    "upstream_timeout": (
+        "The agent runtime did not respond in time. Retried with exponential backoff within "
+        "the retry budget (see .attempts); if it persists, email support@olbrain.com with the "
+        "request id and the time of failure."
+    ),
+}
+
+OLBRAIN_BILLING_CODES = frozenset(
+    {
+        "insufficient_funds",
+        "credit_limit_exceeded",
+        "subscription_suspended",
+        "subscription_inactive",
+        "billing_unavailable",
+    }
+)
+
+OLBRAIN_BILLING = (
+    "The organization cannot pay for this call ({code}); check its billing in Olbrain Studio."
+)
+
+OLBRAIN_STATUS_HINTS: dict[int, str] = {
+    400: (
+        "The body couldn't be parsed, or the inputs don't match what the agent expects. Check "
+        "your JSON shape against the agent's schema in Studio."
+    ),
+    401: (
+        "Check the header is exactly 'Bearer ak_...' and that the key is still active in "
+        "Studio (revocation takes about 30 s). Keys are case-sensitive: copy it again."
+    ),
+    404: OLBRAIN_CODE_HINTS["agent_not_found"],
+    409: OLBRAIN_CODE_HINTS["invalid_state_transition"],
+    413: (
+        "The trigger body is limited to 1 MiB. Upload large payloads with agent.upload() and "
+        "reference the returned fi_… id from your JSON."
+    ),
+    415: "Set Content-Type: multipart/form-data and send one part named 'file'.",
+    422: "Validation error on the inputs defined by the agent. Check its input schema in Studio.",
+    429: (
+        "Rate limited. Not retried automatically unless RetryPolicy(retry_rate_limited=True); "
+        "wait retry_after seconds before trying again."
+    ),
+    500: (
+        "Unexpected server error. Safe to retry once (the retry policy did, see .attempts); "
+        "if it persists, escalate to support@olbrain.com with the request id."
+    ),
+    502: (
+        "Upstream failure or timeout. Retried with exponential backoff within the retry budget "
+        "(see .attempts); if it persists, email support@olbrain.com with the request id."
+    ),
+    503: (
+        "Service unavailable. Retried with exponential backoff within the retry budget (see "
+        ".attempts); if it persists, email support@olbrain.com with the request id."
+    ),
+    504: (
+        "Gateway timeout. Retried with exponential backoff within the retry budget (see "
+        ".attempts); if it persists, email support@olbrain.com with the request id."
+    ),
+}
+
+OLBRAIN_SERVER_ERROR = (
+    "The server failed. If it persists, email support@olbrain.com with the request id."
+)
+
+
+def olbrain_for_status(status: int, error_code: str | None, *, host: str) -> str | None:
+    """The hint for an Olbrain error response: by code when the seed names one, else status."""
+    if error_code in OLBRAIN_BILLING_CODES:
+        return OLBRAIN_BILLING.format(code=error_code)
+    if error_code is not None and error_code in OLBRAIN_CODE_HINTS:
+        return OLBRAIN_CODE_HINTS[error_code]
+    if 300 <= status < 400:
+        return None
+    return OLBRAIN_STATUS_HINTS.get(status) or (OLBRAIN_SERVER_ERROR if status >= 500 else None)

@@ -15,6 +15,7 @@ import platform
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit
 
@@ -31,6 +32,7 @@ from ._config import RetryPolicy, Timeouts
 from ._retry import call_with_retry, parse_retry_after
 from ._version import __version__
 from .errors import (
+    AgentNotFoundError,
     APIConnectionError,
     APIResponseError,
     APIStatusError,
@@ -47,16 +49,22 @@ from .errors import (
     InsecureURLError,
     InternalServerError,
     InvalidIdError,
+    InvalidStateTransitionError,
+    MessageNotFoundError,
     NotAcceptableError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
     RedirectError,
     RequestTooLargeError,
+    RunNotFoundError,
+    RuntimeNotApplicableError,
     ServerError,
     ServiceUnavailableError,
+    SessionNotFoundError,
     UnprocessableEntityError,
     UnsupportedMediaTypeError,
+    UpstreamTimeoutError,
     UserNotActiveError,
 )
 
@@ -156,27 +164,91 @@ _STATUS_CLASSES: dict[int, type[APIStatusError]] = {
     503: ServiceUnavailableError,
     504: GatewayTimeoutError,
 }
-_AUTH_CODES: dict[str, type[APIStatusError]] = {
-    "auth_failed": AuthFailedError,
-    "user_nonactive_or_missing": UserNotActiveError,
-}
+
+
+@dataclass(frozen=True)
+class ErrorDialect:
+    """How one backend's error responses map onto the shared exception tree.
+
+    ``codes`` picks a subclass for a (status, error code) pair; the status alone picks the
+    base class. ``hint`` says how to fix an error (status, code, host). ``idempotency_header``
+    says whether the core sends the ``Idempotency-Key`` header on non-GET calls (the Olbrain
+    API wants it inside the JSON body instead).
+    """
+
+    name: str
+    hint: Callable[[int, str | None, str], str | None]
+    codes: Mapping[tuple[int, str], type[APIStatusError]] = field(default_factory=dict)
+    idempotency_header: bool = True
+
+
+GENIE_DIALECT = ErrorDialect(
+    "genie",
+    hint=lambda status, code, host: _hints.for_status(status, code, host=host),
+    codes={
+        (401, "auth_failed"): AuthFailedError,
+        (401, "user_nonactive_or_missing"): UserNotActiveError,
+    },
+)
+
+OLBRAIN_DIALECT = ErrorDialect(
+    "olbrain",
+    hint=lambda status, code, host: _hints.olbrain_for_status(status, code, host=host),
+    codes={
+        (400, "runtime_not_applicable"): RuntimeNotApplicableError,
+        (404, "agent_not_found"): AgentNotFoundError,
+        (404, "session_not_found"): SessionNotFoundError,
+        (404, "message_not_found"): MessageNotFoundError,
+        (404, "run_not_found"): RunNotFoundError,
+        (409, "invalid_state_transition"): InvalidStateTransitionError,
+        (502, "upstream_timeout"): UpstreamTimeoutError,
+    },
+    idempotency_header=False,
+)
+
+
+def _detail_message(detail: Any) -> str | None:
+    """The message of a FastAPI ``detail``: a string, or its list of validation errors."""
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list):  # 422: [{"loc": ["body", "inputs", "x"], "msg": "..."}]
+        parts = []
+        for item in detail[:20]:
+            if not isinstance(item, dict) or not isinstance(item.get("msg"), str):
+                continue
+            loc = item.get("loc")
+            where = ".".join(str(p) for p in loc) if isinstance(loc, list) else ""
+            parts.append(f"{where}: {item['msg']}" if where else item["msg"])
+        return "; ".join(parts) or None
+    return None
 
 
 def _error_fields(body: Any) -> tuple[str | None, str | None, str | None]:
-    """(code, message, request_id) from any error envelope we know."""
+    """(code, message, request_id) from any error envelope we know.
+
+    Genie's flat ``{error_code, error_message, request_id}``; Olbrain's nested
+    ``{"error": {code, message, request_id}}``; and FastAPI's ``{"detail": ...}`` with a
+    string, an object ``{code, message}`` or a list of validation errors.
+    """
     if not isinstance(body, dict):
         return None, None, None
     nested = body.get("error")
+    detail = body.get("detail")
     if isinstance(nested, dict):
         code, message, rid = nested.get("code"), nested.get("message"), nested.get("request_id")
+        rid = rid or body.get("request_id")
     else:
         code = body.get("error_code") or body.get("code")
-        message = body.get("error_message") or body.get("message") or body.get("detail")
+        message = body.get("error_message") or body.get("message") or _detail_message(detail)
         if isinstance(nested, str):  # {"error": "OAuth client is not attached to this genie"}
             message = message or nested
         rid = body.get("request_id")
+        if isinstance(detail, dict):  # FastAPI's {"detail": {"code", "message"}}
+            code = code or detail.get("code")
+            message = message or detail.get("message")
+            rid = rid or detail.get("request_id")
     return (
-        code if isinstance(code, str) else None,
+        code if isinstance(code, str) and code else None,
         message if isinstance(message, str) else None,
         rid if isinstance(rid, str) else None,
     )
@@ -245,8 +317,12 @@ def make_status_error(
     host: str,
     secrets: Iterable[str] = (),
     hint: str | None = None,
+    dialect: ErrorDialect = GENIE_DIALECT,
 ) -> APIStatusError:
-    """The typed error for a non-2xx response; tolerates HTML and empty bodies."""
+    """The typed error for a non-2xx response; tolerates HTML and empty bodies.
+
+    The status picks the class and ``dialect`` (the backend) may refine it by error code.
+    """
     secrets = tuple(secrets)
     headers = redacted_headers(headers, secrets)
     content_type = headers.get("content-type", "")
@@ -267,8 +343,8 @@ def make_status_error(
             message += f" (non-JSON body: {kind}, {len(raw)} bytes)"
     request_id = headers.get(C.REQUEST_ID_HEADER) or body_request_id
     cls = _STATUS_CLASSES.get(status)
-    if status == 401 and code in _AUTH_CODES:
-        cls = _AUTH_CODES[code]
+    if code is not None and (status, code) in dialect.codes:
+        cls = dialect.codes[status, code]
     if cls is None:
         if 300 <= status < 400:
             cls = RedirectError
@@ -286,7 +362,7 @@ def make_status_error(
         retry_after=parse_retry_after(headers),
         method=method,
         path=path,
-        hint=hint or _hints.for_status(status, code, host=host),
+        hint=hint or dialect.hint(status, code, host),
         request_id=request_id,
     )
 
@@ -439,6 +515,7 @@ class HTTPCore:
         session: aiohttp.ClientSession | None = None,
         connection_limit: int = 100,
         connection_limit_per_host: int = 0,
+        dialect: ErrorDialect = GENIE_DIALECT,
     ) -> None:
         if connection_limit < 0 or connection_limit_per_host < 0:
             raise ConfigurationError("connection limits must be >= 0 (0 means unlimited)")
@@ -450,6 +527,7 @@ class HTTPCore:
         self._owns_session = session is None
         self._connection_limit = connection_limit
         self._connection_limit_per_host = connection_limit_per_host
+        self.dialect = dialect
         self._closed = False
         self._lock: asyncio.Lock | None = None
         self._request_timeout = aiohttp.ClientTimeout(
@@ -504,7 +582,7 @@ class HTTPCore:
         extra: Mapping[str, str] | None,
     ) -> dict[str, str]:
         headers = {"Accept": accept, **(await credentials.headers(refresh=refresh))}
-        if idempotency_key is not None:
+        if idempotency_key is not None and self.dialect.idempotency_header:
             headers["Idempotency-Key"] = idempotency_key
         if extra:
             headers.update(extra)
@@ -519,6 +597,7 @@ class HTTPCore:
         params: Mapping[str, str | int] | None = None,
         json: Any = None,
         form: Callable[[], aiohttp.FormData] | None = None,
+        content: bytes | None = None,
         accept: str = "application/json",
         headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
@@ -527,8 +606,12 @@ class HTTPCore:
         """One attempt: the response if its status is 2xx, else a typed status error.
 
         A 401 with a refreshable credential (an OAuth token provider) is retried once with
-        a fresh token. The caller owns the returned response and must release it.
+        a fresh token. ``content`` is a JSON body already encoded (sent byte for byte, so a
+        size checked before sending is the size sent). The caller owns the returned response
+        and must release it.
         """
+        if content is not None:
+            headers = {"Content-Type": "application/json", **(headers or {})}
         session = await self.session()
         url = self.url(path)
         timeout = self._stream_timeout if stream else self._request_timeout
@@ -550,7 +633,7 @@ class HTTPCore:
                     url,
                     params=params,
                     json=json,
-                    data=form() if form is not None else None,
+                    data=form() if form is not None else content,
                     headers=request_headers,
                     timeout=timeout,
                     allow_redirects=False,
@@ -579,6 +662,7 @@ class HTTPCore:
                 path=path,
                 host=self.host,
                 secrets=secrets,
+                dialect=self.dialect,
             )
             logger.debug(
                 "%s %s -> %d %s [request_id=%s]",
@@ -603,6 +687,7 @@ class HTTPCore:
         params: Mapping[str, str | int] | None = None,
         json: Any = None,
         form: Callable[[], aiohttp.FormData] | None = None,
+        content: bytes | None = None,
         resend_safe: bool = True,
         idempotency_key: str | None = None,
         accept_status: Callable[[APIStatusError, int], bool] | None = None,
@@ -625,6 +710,7 @@ class HTTPCore:
                     params=params,
                     json=json,
                     form=form,
+                    content=content,
                     idempotency_key=idempotency_key,
                 )
             except APIStatusError as exc:
@@ -646,6 +732,7 @@ class HTTPCore:
         params: Mapping[str, str | int] | None = None,
         json: Any = None,
         form: Callable[[], aiohttp.FormData] | None = None,
+        content: bytes | None = None,
         idempotency_key: str | None = None,
     ) -> Response:
         """One JSON request attempt, no retries: the decoded body or a typed error."""
@@ -656,6 +743,7 @@ class HTTPCore:
             params=params,
             json=json,
             form=form,
+            content=content,
             idempotency_key=idempotency_key,
         )
         secrets = tuple(credentials.secrets())

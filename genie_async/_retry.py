@@ -25,6 +25,7 @@ from typing import TypeVar
 from tenacity import AsyncRetrying, RetryCallState
 
 from ._config import RetryPolicy
+from ._hints import OLBRAIN_BILLING_CODES
 from .errors import APIConnectionError, APIStatusError, GenieError
 
 logger = logging.getLogger("genie_async")
@@ -76,6 +77,8 @@ def retry_reason(
 ) -> str | None:
     """Why ``exc`` may be retried, or ``None`` when it must propagate."""
     if isinstance(exc, APIStatusError):
+        if exc.error_code in OLBRAIN_BILLING_CODES:
+            return None  # the organization cannot pay: waiting will not change that, even on 503
         if exc.status in _BACKOFF_STATUSES:
             return f"status {exc.status}"
         if exc.status == 500 and policy.retry_server_error_once and server_errors_seen <= 1:

@@ -7,20 +7,27 @@
     │   ├── APIStatusError                  the server answered with a non-2xx status
     │   │   ├── RedirectError               3xx: redirects are never followed (credentials stay put)
     │   │   ├── BadRequestError             400
+    │   │   │   └── RuntimeNotApplicableError  400 runtime_not_applicable: wrong agent kind
     │   │   ├── AuthenticationError         401
     │   │   │   ├── AuthFailedError         401 auth_failed: the credential was rejected
     │   │   │   └── UserNotActiveError      401 user_nonactive_or_missing: end user not usable
     │   │   ├── PermissionDeniedError       403
     │   │   ├── NotFoundError               404
+    │   │   │   ├── AgentNotFoundError      404 agent_not_found: no such agent for this key
+    │   │   │   ├── SessionNotFoundError    404 session_not_found (Olbrain)
+    │   │   │   ├── MessageNotFoundError    404 message_not_found (Olbrain)
+    │   │   │   └── RunNotFoundError        404 run_not_found (Olbrain)
     │   │   ├── NotAcceptableError          406: the genie has no client attached
     │   │   ├── ConflictError               409: conversation busy / relation already exists
-    │   │   ├── RequestTooLargeError        413
+    │   │   │   └── InvalidStateTransitionError  409 invalid_state_transition, also refused locally
+    │   │   ├── RequestTooLargeError        413, also refused locally (Olbrain's 1 MiB trigger)
     │   │   ├── UnsupportedMediaTypeError   415
     │   │   ├── UnprocessableEntityError    422
     │   │   ├── RateLimitError              429 (.retry_after)
     │   │   └── ServerError                 5xx
     │   │       ├── InternalServerError     500
     │   │       ├── BadGatewayError         502
+    │   │       │   └── UpstreamTimeoutError  502 upstream_timeout: the agent runtime was too slow
     │   │       ├── ServiceUnavailableError 503
     │   │       └── GatewayTimeoutError     504
     │   ├── APIConnectionError              no response: refused, reset, DNS, TLS, dropped body
@@ -67,6 +74,7 @@ __all__ = [
     "APIResponseError",
     "APIStatusError",
     "APITimeoutError",
+    "AgentNotFoundError",
     "AuthFailedError",
     "AuthPauseTimeoutError",
     "AuthenticationError",
@@ -86,7 +94,9 @@ __all__ = [
     "InternalServerError",
     "InvalidIdError",
     "InvalidRequestError",
+    "InvalidStateTransitionError",
     "MessageNotConfirmedError",
+    "MessageNotFoundError",
     "MessageTooLongError",
     "NotAcceptableError",
     "NotFoundError",
@@ -95,13 +105,17 @@ __all__ = [
     "RecoveryError",
     "RedirectError",
     "RequestTooLargeError",
+    "RunNotFoundError",
+    "RuntimeNotApplicableError",
     "ServerError",
     "ServiceUnavailableError",
+    "SessionNotFoundError",
     "StreamClosedError",
     "StreamError",
     "StreamStalledError",
     "UnprocessableEntityError",
     "UnsupportedMediaTypeError",
+    "UpstreamTimeoutError",
     "UsageError",
     "UserNotActiveError",
 ]
@@ -215,6 +229,11 @@ class BadRequestError(APIStatusError):
     """400: the request was malformed (for example a message over 12,288 characters)."""
 
 
+class RuntimeNotApplicableError(BadRequestError):
+    """400 ``runtime_not_applicable`` (Olbrain): a run endpoint on a conversational agent,
+    or a session endpoint on a workflow agent."""
+
+
 class AuthenticationError(APIStatusError):
     """401: the request was not authenticated."""
 
@@ -235,6 +254,23 @@ class NotFoundError(APIStatusError):
     """404: the genie, conversation, run, call or attempt does not exist for this user."""
 
 
+class AgentNotFoundError(NotFoundError):
+    """404 ``agent_not_found`` (Olbrain): no such agent, or it belongs to another organization
+    than the key (the API answers both the same way on purpose)."""
+
+
+class SessionNotFoundError(NotFoundError):
+    """404 ``session_not_found`` (Olbrain): no such session for this agent and key."""
+
+
+class MessageNotFoundError(NotFoundError):
+    """404 ``message_not_found`` (Olbrain): no such message within the session."""
+
+
+class RunNotFoundError(NotFoundError):
+    """404 ``run_not_found`` (Olbrain): no such run, or it belongs to another agent."""
+
+
 class NotAcceptableError(APIStatusError):
     """406: the genie has no genie client attached."""
 
@@ -243,8 +279,26 @@ class ConflictError(APIStatusError):
     """409: the conversation is busy (or, on the Developer API, the relation already exists)."""
 
 
+class InvalidStateTransitionError(ConflictError):
+    """409 ``invalid_state_transition`` (Olbrain): a run control action its state forbids.
+
+    Raised by the server, or locally before sending when the run's last known status already
+    forbids the action (then ``request_id`` is ``None`` and ``refused_locally`` is True).
+    ``action`` is the control action and ``run_status`` the run's status as last read (after
+    a server 409 the run is re-read first, so it is the current one).
+    """
+
+    action: str | None = None
+    run_status: str | None = None
+    refused_locally: bool = False
+
+
 class RequestTooLargeError(APIStatusError):
-    """413: the request body was too large."""
+    """413: the request body was too large.
+
+    Also raised before sending, with ``request_id`` ``None``, for an Olbrain trigger body
+    over 1 MiB: nothing was sent.
+    """
 
 
 class UnsupportedMediaTypeError(APIStatusError):
@@ -269,6 +323,11 @@ class InternalServerError(ServerError):
 
 class BadGatewayError(ServerError):
     """502: upstream failure (retried with backoff)."""
+
+
+class UpstreamTimeoutError(BadGatewayError):
+    """502 ``upstream_timeout`` (Olbrain): the agent runtime did not respond in time (retried
+    with backoff like any 502)."""
 
 
 class ServiceUnavailableError(ServerError):

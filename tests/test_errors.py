@@ -62,6 +62,13 @@ def test_docs_repeat_the_tree() -> None:
         (E.ConfigurationError, ValueError),
         (E.StreamClosedError, RuntimeError),
         (E.ClientClosedError, E.UsageError),
+        (E.AgentNotFoundError, E.NotFoundError),
+        (E.SessionNotFoundError, E.NotFoundError),
+        (E.MessageNotFoundError, E.NotFoundError),
+        (E.RunNotFoundError, E.NotFoundError),
+        (E.RuntimeNotApplicableError, E.BadRequestError),
+        (E.InvalidStateTransitionError, E.ConflictError),
+        (E.UpstreamTimeoutError, E.BadGatewayError),
     ],
 )
 def test_pinned_relations(cls: type, base: type) -> None:

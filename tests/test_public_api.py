@@ -6,7 +6,7 @@ import importlib
 import pkgutil
 
 import genie_async
-from genie_async import admin, errors, events, sse
+from genie_async import admin, errors, events, olbrain, sse
 
 PUBLIC_MODULES = {"errors", "events", "sse", "testing"}
 
@@ -19,7 +19,7 @@ def _isort_key(name: str) -> tuple[int, str]:
 
 def test_all_is_sorted_and_unique() -> None:
     """__all__ of the package and of each public module is sorted with no duplicates."""
-    for module in (genie_async, admin, errors, events, sse):
+    for module in (genie_async, admin, errors, events, olbrain, sse):
         names = list(module.__all__)
         assert names == sorted(names, key=_isort_key), module.__name__
         assert len(names) == len(set(names)), module.__name__
@@ -27,7 +27,7 @@ def test_all_is_sorted_and_unique() -> None:
 
 def test_every_name_in_all_exists() -> None:
     """Every exported name resolves."""
-    for module in (genie_async, admin, errors, events, sse):
+    for module in (genie_async, admin, errors, events, olbrain, sse):
         for name in module.__all__:
             assert hasattr(module, name), (module.__name__, name)
 
@@ -69,6 +69,7 @@ def test_reprs_show_the_public_path() -> None:
     """Classes from private modules present themselves as genie_async.X."""
     assert genie_async.GenieClient.__module__ == "genie_async"
     assert genie_async.EventStream.__module__ == "genie_async"
+    assert olbrain.OlbrainClient.__module__ == "genie_async.olbrain"
 
 
 def test_py_typed_is_shipped() -> None:

@@ -1,4 +1,4 @@
-"""The pytest plugin as a user's project loads it, and every Python example of docs/pages/testing.md.
+"""The pytest plugin as a user's project loads it, and every Python example of the testing page.
 
 Each example runs as its own small project: blocks that define tests go through ``pytester``
 with the plugin loaded the way a user's run loads it; the other blocks run as scripts.
@@ -256,7 +256,7 @@ def test_importing_the_simulator_does_not_import_pytest() -> None:
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[f"testing.md:{b.line}" for b in BLOCKS])
 def test_docs_example(block: Block, pytester: pytest.Pytester) -> None:
-    """Every ```python block of docs/pages/testing.md runs: its tests pass, or its script exits 0."""
+    """Every ```python block of the testing page runs: its tests pass, or its script exits 0."""
     if block.tests:
         ini = STRICT_INI if block.strict else AUTO_INI
         assert_all_passed(run_tests(pytester, block.code, ini=ini), block.tests)
