@@ -884,12 +884,17 @@ class EventStream:
             raise UsageError(f"A decision for {call_id} is being submitted right now.")
         if call_id not in self._state.decided:
             await self._submit(call_id, decision, "consumer")
-        return self._decisions.get(call_id) or DecisionRecord(
-            call_id,
-            "approved" if self._state.decided[call_id] == "approved" else "rejected",
-            None,
-            "consumer",
-        )
+        recorded = self._decisions.get(call_id)
+        if recorded is not None:
+            return recorded
+        # Decided before this stream existed (the cursor says so): report what was recorded.
+        earlier = self._state.decided[call_id]
+        resolution: Literal["approved", "rejected", "already_decided"] = "rejected"
+        if earlier == "approved":
+            resolution = "approved"
+        elif earlier == "already_decided":
+            resolution = "already_decided"
+        return DecisionRecord(call_id, resolution, None, "consumer")
 
     async def _expire_decision(self, call_id: str) -> None:
         await asyncio.sleep(self._timeouts.decision)

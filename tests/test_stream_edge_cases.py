@@ -454,3 +454,29 @@ async def test_attach_connects_at_once(
         events = [event async for event in stream]
     assert texts(events) == ["hello"]
     assert clock.now() == started
+
+
+async def test_approving_a_call_decided_elsewhere_reports_it_as_such(
+    sim: GenieSimulator, client: GenieClient
+) -> None:
+    """approve() on a call the cursor records as already_decided says so, not "rejected"."""
+    sim.default_turn = Turn(Confirm("Submit", on_approve=(Say("submitted"),)))
+    conversation = await client.create_conversation()
+    async with conversation.send("book it") as stream:
+        async for event in stream:
+            if isinstance(event, SkillConfirmationRequired):
+                call_id = event.call_id
+                before_decision = stream.cursor
+                await stream.approve()
+                break
+
+    async def approve(event: SkillConfirmationRequired) -> Approve:
+        return Approve()
+
+    async with conversation.resume(before_decision, on_skill_confirmation=approve) as resumed:
+        await resumed.until_done()
+        cursor = resumed.cursor
+    assert cursor.decided[call_id] == "already_decided"
+    async with conversation.resume(cursor) as again:
+        record = await again.approve(call_id)
+    assert record.resolution == "already_decided"

@@ -11,7 +11,9 @@ for your chat platform's webhook or socket)::
     python docs/examples/bot.py --genie gin-… --data-center us < messages.tsv
 
 Incoming messages wait on a bounded queue. At most ``--concurrency`` turns run at once, one
-at a time per user (a conversation takes one turn at a time), each user in their own
+at a time per user (a conversation takes one turn at a time); a user's later messages wait
+without holding a turn slot, so one chatty user cannot hold up the others. Each user is in
+their own
 conversation, created on their first message and remembered. The client is shared: each
 turn runs as its user through ``client.as_user(user_id)``. SIGINT or SIGTERM stops intake,
 lets the turns in flight finish for ``--grace`` seconds, cancels what is left, then closes
@@ -29,6 +31,7 @@ import contextlib
 import logging
 import os
 import signal
+import stat
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -90,7 +93,13 @@ class Bot:
         self.inbox: asyncio.Queue[Incoming] = asyncio.Queue(maxsize=queue_size)
         self.in_flight: set[asyncio.Task[None]] = set()
         self.handled = 0
-        self._slots = asyncio.Semaphore(concurrency)
+        self.turns_running = 0
+        self.not_started = 0  # taken off the inbox, but stopped before their turn began
+        self._stopping = False
+        # Two bounds: tasks taken off the inbox (as many as it holds), and turns running. A
+        # message waiting for its user's previous turn holds a task slot, never a turn slot.
+        self._slots = asyncio.Semaphore(queue_size)
+        self._turns = asyncio.Semaphore(concurrency)
         self._users: dict[str, UserState] = {}
 
     # --8<-- [end:bot-setup]
@@ -111,8 +120,15 @@ class Bot:
     async def handle(self, message: Incoming) -> None:
         """One turn: send the message, deliver the genie's answer (or what went wrong)."""
         state = self._users.setdefault(message.user_id, UserState())
-        async with state.turn:
-            log.info("turn started for %s: %r", message.user_id, message.text)
+        # The user's lock first, then a turn slot: waiting on one's own previous turn takes
+        # no slot away from other users.
+        async with state.turn, self._turns:
+            if self._stopping:  # waited for the user's previous turn; too late to start
+                self.not_started += 1
+                return
+            self.turns_running += 1
+            # Never the text: messages are personal data, and may hold secrets.
+            log.info("turn started for %s (%d characters)", message.user_id, len(message.text))
             try:
                 conversation = await self.conversation_for(message.user_id)
 
@@ -133,7 +149,10 @@ class Bot:
                 # what Workato support asks for.
                 log.warning("turn for %s failed: %s", message.user_id, exc)
                 answer = "Sorry, I could not get an answer right now. Please try again."
-            await self.deliver(message.user_id, answer)
+            try:
+                await self.deliver(message.user_id, answer)
+            finally:
+                self.turns_running -= 1
             self.handled += 1
             log.info("turn finished for %s", message.user_id)
 
@@ -170,18 +189,19 @@ class Bot:
     # --8<-- [start:shutdown]
     async def shutdown(self, dispatcher: asyncio.Task[None]) -> None:
         """Stop intake, give turns in flight ``grace`` seconds, cancel the rest."""
+        self._stopping = True  # messages still waiting for their user's turn won't start
         dispatcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await dispatcher
-        waiting = self.inbox.qsize()
+        await asyncio.wait({dispatcher})  # unlike suppress(CancelledError), never hides ours
         running = set(self.in_flight)
-        log.info("stopping: %d turns in flight, %d messages not started", len(running), waiting)
+        log.info("stopping: %d turns running", self.turns_running)
         if running:
             _, late = await asyncio.wait(running, timeout=self.grace)
             for task in late:
                 task.cancel()  # ends the turn's stream: its connection is released at once
             await asyncio.gather(*late, return_exceptions=True)
-            log.info("%d turns finished, %d cancelled", len(running) - len(late), len(late))
+            finished = len(running) - len(late) - self.not_started
+            log.info("%d turns finished, %d cancelled", finished, len(late))
+        log.info("%d messages not started", self.inbox.qsize() + self.not_started)
         # A real bot would hand the messages never started back to the platform (nack them)
         # so that they are redelivered; here they are only counted.
 
@@ -204,14 +224,26 @@ def stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(signum, stop.set)
 
 
-async def read_stdin(bot: Bot, stop: asyncio.Event) -> None:
-    """Intake from ``user_id<TAB>text`` lines; at EOF, wait for the queue, then stop."""
+async def stdin_lines() -> AsyncIterator[bytes]:
+    """Lines of standard input, without blocking the event loop, until EOF."""
+    if stat.S_ISREG(os.fstat(sys.stdin.fileno()).st_mode):
+        # A file (`< messages.tsv`): the pipe transport refuses those, and a file read
+        # never blocks for long, so a worker thread may do it.
+        while line := await asyncio.to_thread(sys.stdin.buffer.readline):
+            yield line
+        return
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    while line := (await reader.readline()).decode().rstrip("\n"):
-        user_id, _, text = line.partition("\t")
-        if user_id and text.strip():
+    while line := await reader.readline():
+        yield line
+
+
+async def read_stdin(bot: Bot, stop: asyncio.Event) -> None:
+    """Intake from ``user_id<TAB>text`` lines; at EOF, wait for the queue, then stop."""
+    async for raw in stdin_lines():
+        user_id, _, text = raw.decode(errors="replace").rstrip("\r\n").partition("\t")
+        if user_id and text.strip():  # blank or malformed lines are skipped, not the end
             await bot.inbox.put(Incoming(user_id, text))
     await bot.inbox.join()
     stop.set()
@@ -325,12 +357,15 @@ async def main_async(args: argparse.Namespace) -> int:
             bot = Bot(client, log_delivery, concurrency=args.concurrency, grace=args.grace)
             intake = read_stdin(bot, stop)
         producer = asyncio.create_task(intake)
+        producer.add_done_callback(lambda _: stop.set())  # intake crashed: stop, don't hang
         try:
             await bot.run(stop)
         finally:
             producer.cancel()  # intake stops first, whatever stopped the bot
-            with contextlib.suppress(asyncio.CancelledError):
-                await producer
+            await asyncio.wait({producer})
+        error = None if producer.cancelled() else producer.exception()
+        if error is not None:
+            raise error
     # The client, and the simulator, are closed here.
     leftovers = asyncio.all_tasks() - {asyncio.current_task()}
     log.info("stopped after %d turns; tasks left: %d", bot.handled, len(leftovers))

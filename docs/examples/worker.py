@@ -13,7 +13,8 @@ directory (credentials from the environment, as for ``genie-async chat``)::
 
 The queue is a directory (so that processes can share it): ``jobs/`` holds the jobs,
 ``checkpoints/`` what each job's turn has delivered, ``locks/`` one lock file per job, held
-(``flock``) by the process working on it. The operating system releases a dead process's
+(``flock``) by the process working on it, ``failures/`` how often each job failed (after
+``MAX_ATTEMPTS`` it is set aside). The operating system releases a dead process's
 locks, so a job whose worker was killed is free again, with its checkpoint.
 
 After every event the worker writes the checkpoint: the events delivered so far together with
@@ -62,6 +63,8 @@ log = logging.getLogger("genie_worker")
 
 # The worker runs unattended: it approves these skills and refuses every other one.
 AUTO_APPROVED_SKILLS = frozenset({"Create Ticket Summary"})
+# A job that failed this many times is set aside (a dead letter) instead of retried forever.
+MAX_ATTEMPTS = 5
 
 
 class Job(msgspec.Struct, frozen=True):
@@ -108,12 +111,13 @@ class JobStore:
     """Jobs, checkpoints and locks in one directory shared by every worker."""
 
     def __init__(self, root: Path) -> None:
-        self.jobs, self.checkpoints, self.locks = (
+        self.jobs, self.checkpoints, self.locks, self.failures = (
             root / "jobs",
             root / "checkpoints",
             root / "locks",
+            root / "failures",
         )
-        for directory in (self.jobs, self.checkpoints, self.locks):
+        for directory in (self.jobs, self.checkpoints, self.locks, self.failures):
             directory.mkdir(parents=True, exist_ok=True)
 
     def enqueue(self, user_id: str, text: str) -> Job:
@@ -132,6 +136,18 @@ class JobStore:
     def save(self, job_id: str, checkpoint: Checkpoint) -> None:
         write_atomically(self.checkpoints / f"{job_id}.json", msgspec.json.encode(checkpoint))
 
+    def failed_attempts(self, job_id: str) -> int:
+        try:
+            return int((self.failures / job_id).read_text())
+        except FileNotFoundError:
+            return 0
+
+    def record_failure(self, job_id: str) -> int:
+        """Count a failed attempt (call it holding the job's lock); returns the count."""
+        count = self.failed_attempts(job_id) + 1
+        write_atomically(self.failures / job_id, str(count).encode())
+        return count
+
     # --8<-- [end:store]
 
     # --8<-- [start:claim]
@@ -140,6 +156,8 @@ class JobStore:
         release). Jobs with a checkpoint (their worker died) come first, then the oldest."""
         candidates = []
         for path in sorted(self.jobs.glob("*.json")):
+            if self.failed_attempts(path.stem) >= MAX_ATTEMPTS:
+                continue  # set aside: a person looks at it
             checkpoint = self.checkpoint(path.stem)
             if checkpoint is None or not checkpoint.done:
                 candidates.append((checkpoint is None, path))
@@ -250,13 +268,19 @@ async def work(
         try:
             await process(client, store, job)
         except GenieError as exc:
-            # Left unfinished with its checkpoint: the next claim (here or elsewhere) retries.
-            log.warning("job %s failed: %s", job.job_id, exc)
+            # Left unfinished with its checkpoint: the next claim (here or elsewhere) retries,
+            # up to MAX_ATTEMPTS; after a pause, so that a failing job is not a busy loop.
+            attempts = await asyncio.to_thread(store.record_failure, job.job_id)
+            log.warning("job %s failed (attempt %d): %s", job.job_id, attempts, exc)
+            if attempts >= MAX_ATTEMPTS:
+                log.warning("job %s set aside after %d failed attempts", job.job_id, attempts)
             failed += 1
-            if exit_when_idle:
-                break
+        else:
+            continue
         finally:
             os.close(lock)  # releases the flock
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), poll_interval)
     return failed
 
 

@@ -58,7 +58,8 @@ async def webapp_server(
     example's own serve() does)."""
     sim = webapp_sim
     settings = webapp.GenieSettings(sim.genie_id, sim.api_key, sim.user_id, base_url=sim.url)
-    app = webapp.create_app(settings, webapp.simulator_end_users(sim))
+    # Plain HTTP on loopback, as the example's own serve() does for 127.0.0.1.
+    app = webapp.create_app(settings, webapp.simulator_end_users(sim), secure_cookies=False)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from genie_async.testing import GenieSimulator, Say, Turn
+from genie_async import GenieClient
+from genie_async.testing import Confirm, GenieSimulator, Say, Turn
 
 from .conftest import REPO
 
@@ -172,4 +173,56 @@ async def test_reply_markup_is_shown_as_text(page: Page, webapp_sim: GenieSimula
         '<img src=x onerror="window.pwned = 1"> <script>window.pwned = 2</script> ok'
     )
     assert await page.locator(".log img, .log script").count() == 0
+    assert await page.evaluate("window.pwned") is None
+
+
+async def test_a_confirmation_decided_elsewhere_is_not_shown_as_rejected(
+    page: Page, webapp_sim: GenieSimulator
+) -> None:
+    """The card shows the resolution recorded, not the button clicked: approved in another
+    tab first, a click on Reject reads "already decided", and the skill still ran."""
+    await send(page, "Book Dec 21-23 off, please.")
+    card = page.locator(".card.confirmation")
+    await expect(card.locator(".card-title")).to_have_text("Confirm: Submit Time Off Request")
+    [call_id] = webapp_sim.pending_approvals()
+    [conversation] = webapp_sim.conversations
+    async with GenieClient(
+        webapp_sim.genie_id,
+        base_url=webapp_sim.url,
+        api_key=webapp_sim.api_key,
+        user_id=conversation.user_id,
+    ) as other_tab:
+        await other_tab.conversation(conversation.conversation_id).approve_skill(call_id)
+    await card.get_by_role("button", name="Reject").click()
+    await expect(card.locator(".card-status")).to_have_text("Already decided elsewhere")
+    await expect(page.locator(".bubble.genie").last).to_have_text(
+        "Done: Dec 21-23 are booked off. Enjoy the break!"
+    )
+    assert [a.resolution for a in webapp_sim.approvals() if a.status == 200] == ["approved"]
+
+
+async def test_hostile_card_fields_are_shown_as_text(
+    page: Page, webapp_sim: GenieSimulator
+) -> None:
+    """Skill names, parameters and auth links come from the genie: no markup, no script URL."""
+    hostile = '<img src=x onerror="window.pwned = 1">'
+    webapp_sim.next_turn(
+        Turn(Confirm(hostile, parameters={hostile: hostile}, on_approve=[Say("ok")]))
+    )
+    await send(page, "hello")
+    card = page.locator(".card.confirmation")
+    await expect(card.locator(".card-title")).to_have_text(f"Confirm: {hostile}")
+    await expect(card.locator("dt")).to_have_text([hostile])
+    await expect(card.locator("dd")).to_have_text([hostile])
+    await card.get_by_role("button", name="Approve").click()
+    await expect(page.locator(".bubble.genie").last).to_have_text("ok")
+    # An auth event whose link is a javascript: URL gets no link at all.
+    await page.evaluate(
+        """() => {
+          const source = { cards: new Map(), authCards: [] };
+          showAuth(source, { attempt_id: "a1", connector: "X", url: "javascript:window.pwned=3" });
+        }"""
+    )
+    assert await page.locator(".card.auth a").count() == 0
+    assert await page.locator(".log img").count() == 0
     assert await page.evaluate("window.pwned") is None

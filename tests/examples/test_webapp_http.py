@@ -344,3 +344,113 @@ async def test_runs_with_one_command_and_stops_on_sigterm() -> None:
         process.send_signal(signal.SIGTERM)
         _, rest = await asyncio.wait_for(process.communicate(), timeout=30)
     assert process.returncode == 0, rest.decode()
+
+
+async def test_cross_origin_posts_are_refused(browser: Browser, webapp_sim: GenieSimulator) -> None:
+    """CSRF: a POST another origin's page makes (even a sibling subdomain, which SameSite lets
+    through) is refused before it reaches the genie; the app's own page is accepted."""
+    cid = await browser.new_conversation()
+    turn = await browser.send(cid, BOOK)
+    async with browser.events(turn["events_url"]) as reader:
+        card = (await reader.until("confirmation"))[-1].data
+        url = f"{browser.base}/api/turns/{turn['turn_id']}/confirmations/{card['call_id']}"
+        host = browser.base.split("://", 1)[1]
+        refused = [
+            {"Sec-Fetch-Site": "cross-site"},
+            {"Sec-Fetch-Site": "same-site", "Origin": "http://evil.localhost"},
+            {"Origin": "http://evil.example"},
+            {"Origin": "null"},
+        ]
+        for headers in refused:
+            post = browser.session.post(url, json={"decision": "approve"}, headers=headers)
+            async with post as r:
+                assert r.status == 403, headers
+        assert webapp_sim.approvals() == []  # nothing reached the genie
+        same = {"Sec-Fetch-Site": "same-origin", "Origin": f"http://{host}"}
+        async with browser.session.post(url, json={"decision": "approve"}, headers=same) as r:
+            assert r.status == 200
+        assert (await reader.rest())[-1].name == "done"
+    [approval] = webapp_sim.approvals()
+    assert approval.resolution == "approved"
+
+
+async def test_session_cookie_is_secure_unless_told_otherwise(
+    webapp: ModuleType, webapp_sim: GenieSimulator
+) -> None:
+    """create_app() marks the session cookie Secure by default (serve() turns it off only for
+    plain HTTP on loopback)."""
+    sim = webapp_sim
+    settings = webapp.GenieSettings(sim.genie_id, sim.api_key, sim.user_id, base_url=sim.url)
+    server = TestServer(webapp.create_app(settings, webapp.simulator_end_users(sim)))
+    await server.start_server()
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(server.make_url("/")) as response,
+        ):
+            assert response.status == 200
+            assert "Secure" in response.headers["Set-Cookie"]
+    finally:
+        await server.close()
+
+
+async def test_reconnect_after_a_decision_raced_by_a_later_event(
+    browser: Browser,
+    webapp_sim: GenieSimulator,
+    webapp_server: TestServer,
+    webapp: ModuleType,
+) -> None:
+    """The turn's next event is relayed before the decision endpoint finishes; the page never
+    got it and reconnects with the card's id: it must not be asked again."""
+    webapp_sim.next_turn(
+        Turn(Confirm("Delete file", on_approve=[Say("Deleting…"), Say("Deleted.", delay=0.3)]))
+    )
+    cid = await browser.new_conversation()
+    turn = await browser.send(cid, "delete it")
+    record = webapp_server.app[webapp.TURNS][turn["turn_id"]]
+    async with browser.events(turn["events_url"]) as reader:
+        card = (await reader.until("confirmation"))[-1]
+        stream = record.live
+        approve = stream.approve
+        relayed = len(record.cursors)
+
+        async def slow_approve(call_id: str | None = None) -> object:
+            decided = await approve(call_id)
+            await wait_until(lambda: len(record.cursors) > relayed)  # "Deleting…" went out
+            return decided
+
+        stream.approve = slow_approve
+        assert (await browser.decide(turn["turn_id"], card.data["call_id"], "approve"))[0] == 200
+    async with browser.events(turn["events_url"], last_event_id=card.id) as reader:
+        rest = await reader.rest()
+    assert [f.name for f in rest if f.name == "confirmation"] == []
+    assert [f.data["text"] for f in rest if f.name == "reply"] == ["Deleting…", "Deleted."]
+    assert rest[-1].name == "done"
+    assert [a.status for a in webapp_sim.approvals()] == [200]
+
+
+async def test_sse_sink_exit_does_not_swallow_a_cancellation(webapp: ModuleType) -> None:
+    """A handler cancelled while the sink stops its keep-alive task stays cancelled."""
+    sink = webapp.SSESink.__new__(webapp.SSESink)
+    finishing = asyncio.Event()
+
+    async def keep_alive() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await finishing.wait()  # e.g. a write in progress under the lock
+            raise
+
+    sink._keepalive = asyncio.create_task(keep_alive())
+    await asyncio.sleep(0)
+
+    async def handler() -> None:
+        await sink.__aexit__(None, None, None)
+
+    task = asyncio.create_task(handler())
+    await asyncio.sleep(0.01)  # the handler waits for the keep-alive task to end
+    task.cancel()  # aiohttp cancels the handler: the page went away
+    await asyncio.sleep(0.01)
+    finishing.set()
+    await asyncio.wait({task, sink._keepalive}, timeout=5)
+    assert task.cancelled()

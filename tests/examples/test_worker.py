@@ -227,3 +227,34 @@ def test_atomic_write_leaves_old_or_new(
         worker.write_atomically(target, b"new")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.json"]
+
+
+async def test_a_failing_job_is_retried_with_pauses_then_set_aside(
+    worker: ModuleType, tmp_path: Path
+) -> None:
+    """A job that keeps failing (its end user cannot use the genie) is retried a few times,
+    pausing between attempts, then set aside; it neither loops hot nor blocks the queue."""
+    async with GenieSimulator(ping_interval=0.2) as sim:
+        sim.default_turn = Turn(Say("ok"))
+        store = worker.JobStore(tmp_path)
+        bad = store.enqueue(sim.add_user(status="invited"), "never runs")
+        good = store.enqueue(sim.user_id, "runs")
+        async with GenieClient(
+            sim.genie_id, base_url=sim.url, api_key=sim.api_key, user_id=sim.user_id
+        ) as client:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            failed = await asyncio.wait_for(
+                worker.work(
+                    client, store, asyncio.Event(), exit_when_idle=True, poll_interval=0.05
+                ),
+                timeout=60,
+            )
+            elapsed = loop.time() - started
+        assert failed == worker.MAX_ATTEMPTS
+        assert store.failed_attempts(bad.job_id) == worker.MAX_ATTEMPTS
+        assert elapsed >= worker.MAX_ATTEMPTS * 0.05  # a pause after every failure
+        mine = [r for r in sim.requests("create_conversation") if r.user_id == bad.user_id]
+        assert len(mine) == worker.MAX_ATTEMPTS
+        assert store.checkpoint(good.job_id).final_text == "ok"
+        assert store.claim() is None  # the bad job stays aside

@@ -19,6 +19,11 @@ confirmation becomes a card whose Approve/Reject buttons post back to the app, w
 ``stream.approve()`` / ``stream.reject()``; a runtime-connection pause becomes a card with
 the auth link. Reply text only ever reaches the DOM through ``textContent`` (static/app.js).
 
+Browser-facing protections: an HttpOnly, SameSite=Strict session cookie (also ``Secure``
+unless the app serves plain HTTP on loopback), a same-origin-only Content-Security-Policy, and
+on every API POST a same-origin check (``Sec-Fetch-Site``, else ``Origin``) plus a JSON-only
+body, so another site cannot approve or reject a skill as the user.
+
 The HTTP API (JSON bodies; the session cookie is set by ``GET /``)::
 
     POST /api/conversations                             -> 201 {"conversation_id"}
@@ -46,11 +51,13 @@ import os
 import secrets
 import signal
 import sys
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
 from aiohttp import web
 
 from genie_async import (
@@ -189,6 +196,7 @@ END_USERS = web.AppKey[EndUsers]("end_users")
 CLIENT = web.AppKey("client", GenieClient)
 SESSIONS = web.AppKey[Recent[str, set[str]]]("sessions")  # session -> its conversations
 TURNS = web.AppKey[Recent[str, TurnRecord]]("turns")
+SECURE_COOKIES = web.AppKey("secure_cookies", bool)
 SESSION = web.RequestKey("session", str)  # the browser's session id (cookie)
 END_USER = web.RequestKey("end_user", str)  # its end user's Workato Identity id
 
@@ -237,10 +245,14 @@ async def identify(
     if request.path.startswith("/api/"):
         if not session or session not in request.app[SESSIONS]:
             raise json_error(web.HTTPUnauthorized, "No session: reload the page.")
-        if request.method == "POST" and request.content_type != "application/json":
-            # Browsers cannot send JSON cross-site without a CORS preflight we never grant,
-            # so this (with the SameSite cookie) keeps other sites from posting as the user.
-            raise json_error(web.HTTPUnsupportedMediaType, "Send application/json.")
+        if request.method == "POST":
+            # CSRF: refuse a POST another origin's page made (a sibling subdomain included,
+            # which SameSite does not stop), and accept JSON only, which no cross-site form
+            # can send without a CORS preflight this app never grants.
+            if not same_origin(request):
+                raise json_error(web.HTTPForbidden, "Cross-origin request refused.")
+            if request.content_type != "application/json":
+                raise json_error(web.HTTPUnsupportedMediaType, "Send application/json.")
         request[SESSION] = session
         request[END_USER] = await request.app[END_USERS](session)
         return await handler(request)
@@ -248,9 +260,31 @@ async def identify(
     if not session or session not in request.app[SESSIONS]:
         session = secrets.token_urlsafe(24)
         request.app[SESSIONS][session] = set()
-        response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="Strict", path="/")
+        response.set_cookie(
+            SESSION_COOKIE,
+            session,
+            httponly=True,
+            samesite="Strict",
+            secure=request.app[SECURE_COOKIES],
+            path="/",
+        )
     response.headers["Content-Security-Policy"] = CSP
     return response
+
+
+def same_origin(request: web.Request) -> bool:
+    """Whether a browser says the request comes from this app's own page.
+
+    ``Sec-Fetch-Site`` is sent by every current browser; ``Origin`` covers older ones. A
+    request with neither is not a browser's cross-site request (curl, a test client).
+    """
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site == "same-origin"
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    return urllib.parse.urlsplit(origin).netloc == request.host
 
 
 def json_error(kind: type[web.HTTPException], message: str) -> web.HTTPException:
@@ -350,8 +384,9 @@ class SSESink:
     async def __aexit__(self, *exc_info: object) -> None:
         if self._keepalive is not None:
             self._keepalive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keepalive
+            # asyncio.wait, not `await task` under suppress(CancelledError): that would also
+            # swallow a cancellation of this handler arriving meanwhile.
+            await asyncio.wait({self._keepalive})
 
     async def send(self, name: str, data: object, *, event_id: int | None = None) -> None:
         # json.dumps escapes line breaks, so the data always fits on one `data:` line.
@@ -525,11 +560,16 @@ async def decide(request: web.Request) -> web.StreamResponse:
         raise json_error(web.HTTPConflict, exc.message) from None
     except GenieError as exc:
         raise upstream_error(exc) from exc
-    newest = turn.cursors[-1] if turn.cursors else None
-    if newest is not None and newest.pending_confirmation is not None and turn.live is stream:
-        # The cursor kept for the confirmation's SSE id predates the decision; when no later
-        # event has been relayed yet, replace it, so that a reconnect does not ask again.
-        turn.cursors[-1] = stream.cursor
+    # The cursors kept for the SSE ids up to the card predate the decision: record it in
+    # them, so that a page reconnecting with one of those ids is not asked again.
+    for index, kept in enumerate(turn.cursors):
+        pending = kept.pending_confirmation
+        if pending is not None and pending.call_id == call_id:
+            turn.cursors[index] = msgspec.structs.replace(
+                kept,
+                pending_confirmation=None,
+                decided={**kept.decided, call_id: record.resolution},
+            )
     # `resolution` may differ from what was asked: e.g. already rejected by the timeout.
     return web.json_response({"resolution": record.resolution, "source": record.source})
 
@@ -542,9 +582,13 @@ def upstream_error(exc: GenieError) -> web.HTTPException:
     return json_error(web.HTTPBadGateway, f"The genie could not be reached: {exc.message}")
 
 
-def create_app(settings: GenieSettings, end_users: EndUsers) -> web.Application:
+def create_app(
+    settings: GenieSettings, end_users: EndUsers, *, secure_cookies: bool = True
+) -> web.Application:
+    """The app. ``secure_cookies=False`` only for plain HTTP on loopback (the demo)."""
     app = web.Application(middlewares=[identify])
     app[GENIE_SETTINGS] = settings
+    app[SECURE_COOKIES] = secure_cookies
     app[END_USERS] = end_users
     app[SESSIONS] = Recent(MAX_SESSIONS)
     app[TURNS] = Recent(MAX_TURNS)
@@ -656,9 +700,10 @@ async def serve(args: argparse.Namespace) -> None:
             end_users = single_end_user(settings.user_id)
         # handler_cancellation: when a page goes away, aiohttp cancels its handler, which
         # closes that turn's genie stream at once instead of at its next write.
-        runner = web.AppRunner(
-            create_app(settings, end_users), handler_cancellation=True, access_log=None
-        )
+        # Browsers drop a Secure cookie sent over plain HTTP: only loopback may go without.
+        loopback = args.host in ("127.0.0.1", "::1", "localhost")
+        app = create_app(settings, end_users, secure_cookies=not loopback)
+        runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)  # on_shutdown, then the client closes
         await web.TCPSite(runner, args.host, args.port).start()

@@ -114,6 +114,12 @@ function showConfirmation(turn, data) {
   setStatus("Waiting for your confirmation…");
 }
 
+const RESOLUTIONS = {
+  approved: "✓ Approved",
+  rejected: "✗ Rejected",
+  already_decided: "Already decided elsewhere",
+};
+
 async function decide(turn, node, decision) {
   const buttons = node.querySelectorAll(".actions button");
   const note = node.querySelector(".card-status");
@@ -126,7 +132,10 @@ async function decide(turn, node, decision) {
     const result = await postJSON(url, body);
     node.dataset.state = result.resolution;
     node.querySelector(".actions").remove();
-    note.textContent = result.resolution === "approved" ? "✓ Approved" : "✗ Rejected";
+    // The resolution recorded, which may not be the button clicked: "already_decided" when
+    // it was decided elsewhere first; "rejected" by the timeout (source "timeout").
+    note.textContent = RESOLUTIONS[result.resolution] || result.resolution;
+    if (result.source === "timeout") note.textContent += " (no decision in time)";
     setStatus("The genie is working…");
   } catch (error) {
     note.textContent = `Could not send the decision: ${error.message}`;
