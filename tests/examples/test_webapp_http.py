@@ -314,6 +314,17 @@ async def test_page_sets_a_session_cookie_and_csp(webapp_server: TestServer) -> 
         assert '<script src="/static/app.js"' in await response.text()
 
 
+async def test_only_the_page_mints_a_session(webapp_server: TestServer, webapp: ModuleType) -> None:
+    """Static files set no session cookie: stray requests cannot crowd out real sessions."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(webapp_server.make_url("/static/app.js")) as response,
+    ):
+        assert response.status == 200
+        assert "Set-Cookie" not in response.headers
+    assert len(webapp_server.app[webapp.SESSIONS]) == 0
+
+
 async def test_runs_with_one_command_and_stops_on_sigterm() -> None:
     """`app.py --simulator --port N` serves the page and the API; SIGTERM stops it cleanly."""
     with socket.socket() as probe:

@@ -257,7 +257,10 @@ async def identify(
         request[END_USER] = await request.app[END_USERS](session)
         return await handler(request)
     response = await handler(request)
-    if not session or session not in request.app[SESSIONS]:
+    # Only the page itself mints a session: static files and unknown paths never do, so a
+    # flood of stray requests cannot push real sessions out of the bounded table.
+    is_page = request.path == "/" and response.status == 200
+    if is_page and (not session or session not in request.app[SESSIONS]):
         session = secrets.token_urlsafe(24)
         request.app[SESSIONS][session] = set()
         response.set_cookie(
