@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import logging
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -13,14 +13,17 @@ from .._config import RetryPolicy, Timeouts
 from .._http import OLBRAIN_DIALECT, HTTPCore, resolve_base_url, segment
 from ..errors import APIResponseError, InvalidRequestError
 from . import _constants as OC
-from ._api import AgentAPI, encode
+from ._api import AgentAPI, KnownRuns, encode, send_with_recovery
 from ._auth import AccessKeyCredentials
 from ._conversation import Conversation, too_large
 from ._models import RunRecord, Session, UploadedFile, convert, items_of
 from ._runs import Run
+from ._trigger import SentTrigger, build_trigger
 from ._uploads import UploadInput, form_factory, read_upload
 
 __all__ = ["Agent", "OlbrainClient"]
+
+logger = logging.getLogger("genie_async")
 
 
 class OlbrainClient:
@@ -71,6 +74,7 @@ class OlbrainClient:
             connection_limit_per_host=connection_limit_per_host,
             dialect=OLBRAIN_DIALECT,
         )
+        self._known_runs = KnownRuns()  # runs this client's triggers returned (§7.2 matching)
 
     @property
     def base_url(self) -> str:
@@ -100,7 +104,8 @@ class OlbrainClient:
 
     def agent(self, agent_id: str) -> Agent:
         """A handle on one agent (no request is made)."""
-        return Agent(AgentAPI(self._core, self._credentials, agent_id), self._core.timeouts)
+        api = AgentAPI(self._core, self._credentials, agent_id, self._known_runs)
+        return Agent(api, self._core.timeouts)
 
 
 class Agent:
@@ -172,24 +177,27 @@ class Agent:
         body: Mapping[str, Any] | None = None,
         inject_idempotency_key: bool = True,
     ) -> Run:
-        """Start a run of a workflow agent (E1) and return its handle.
+        """Start a run of a workflow agent (E1) and return its handle: exactly one run.
 
         The body is ``{"inputs": inputs}`` (or ``body`` as given, for agents configured to
-        read another shape). An ``Idempotency-Key`` field (``idempotency_key``, default a
-        new UUID) is added to it and reused by every retry, so a retry after a lost answer
-        lets the workflow de-duplicate. ``inject_idempotency_key=False`` leaves the body
-        untouched, for agents whose schema rejects unknown fields. A body over 1 MiB is
-        refused before sending (:class:`~genie_async.RequestTooLargeError`): upload the
-        large part (:meth:`upload`) and reference its ``fi_…`` id.
+        read another shape). An ``Idempotency-Key`` field (``idempotency_key``, default a new
+        UUID) is added inside ``inputs`` (or inside the body's ``inputs``, else at the body's
+        top level), where the workflow sees it and the run record echoes it; a key the
+        caller put there already is kept. If an attempt fails after the server may have
+        taken it (a 5xx, or a connection lost or timed out after sending), the agent's
+        recent runs are read before any retry and the run carrying the key is adopted (or,
+        without a key in the run's inputs, one created since the send with the same inputs);
+        only when there is none is the same body sent again (reference §7.2). The platform
+        does not de-duplicate it for you (§9.3).
+
+        ``inject_idempotency_key=False`` leaves the body untouched, for agents whose schema
+        rejects unknown fields; recovery then matches on inputs and time only. A body over
+        1 MiB is refused before sending (:class:`~genie_async.RequestTooLargeError`): upload
+        the large part (:meth:`upload`) and reference its ``fi_…`` id.
         """
-        if (inputs is None) == (body is None):
-            raise InvalidRequestError("Give exactly one of inputs and body.")
-        payload: dict[str, Any] = dict(body) if body is not None else {"inputs": dict(inputs or {})}
-        if inject_idempotency_key:
-            # A caller's own field wins (reference §9.3); else ours, one per logical call.
-            payload.setdefault(OC.IDEMPOTENCY_FIELD, idempotency_key or uuid.uuid4().hex)
-        elif idempotency_key is not None:
-            raise InvalidRequestError("idempotency_key needs inject_idempotency_key=True.")
+        payload, key = build_trigger(
+            inputs, body, idempotency_key=idempotency_key, inject=inject_idempotency_key
+        )
         path = f"/api/agents/webhook/{segment(self.agent_id, 'agent_id')}"
         try:
             content = encode(payload)
@@ -197,17 +205,56 @@ class Agent:
             raise InvalidRequestError(f"The inputs are not JSON-serialisable: {exc}") from exc
         if len(content) > OC.MAX_TRIGGER_BYTES:
             raise too_large(len(content), path=path)
-        response = await self._api.post(path, content=content)
-        data = response.payload
-        if not isinstance(data, dict) or not isinstance(data.get("run_id"), str):
-            raise APIResponseError(
-                "The trigger response has no run_id (is this a conversational agent? use "
-                "agent.conversation()).",
-                status=response.status,
-                body=data,
-                request_id=response.request_id,
+        api = self._api
+        sent = SentTrigger.of(content, key)
+
+        async def send() -> RunRecord:
+            response = await api.core.request_once(
+                "POST", path, credentials=api.credentials, content=content
             )
-        return Run(self._api, convert(data, RunRecord, response, what="run"))
+            data = response.payload
+            if not isinstance(data, dict) or not isinstance(data.get("run_id"), str):
+                raise APIResponseError(
+                    "The trigger response has no run_id (is this a conversational agent? use "
+                    "agent.conversation()).",
+                    status=response.status,
+                    body=data,
+                    request_id=response.request_id,
+                )
+            return convert(data, RunRecord, response, what="run")
+
+        async def recover() -> RunRecord | None:
+            return await self._find_triggered(sent)
+
+        record = await send_with_recovery(api.policy, send, recover, what=f"POST {path}")
+        api.known_runs.add(record.run_id)
+        return Run(api, record)
+
+    async def _find_triggered(self, sent: SentTrigger) -> RunRecord | None:
+        """§7.2: the run an ambiguous trigger created, from E3, or None to send it again.
+
+        One unfiltered page (every status: a fast run may already be running, paused,
+        waiting for review or finished); if that page is full, and so may have cut the run
+        off, each status a new run can have reached is listed on its own.
+        """
+        api = self._api
+        limit = OC.RECOVERY_RUNS_LIMIT
+        queries: list[dict[str, str | int]] = [{"limit": limit}]
+        queries += [{"status": status, "limit": limit} for status in OC.RECOVERY_STATUSES]
+        for index, params in enumerate(queries):
+            response = await api.get("/runs", params)
+            records = [
+                convert(item, RunRecord, response, what="run")
+                for item in items_of(response, "runs", what="runs")
+            ]
+            found = sent.find(records, date=response.headers.get("date"), known=api.known_runs)
+            if found is not None:
+                api.known_runs.add(found.run_id)  # before any await: a concurrent twin skips it
+                return found
+            if index == 0 and len(records) < limit:
+                break  # the whole list was seen
+        logger.debug("trigger recovery: no run of ours among the agent's runs; sending again")
+        return None
 
     def run(self, run_id: str) -> Run:
         """A handle on an existing run, its status unknown until :meth:`Run.refresh`."""

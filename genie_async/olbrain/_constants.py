@@ -23,6 +23,11 @@ HISTORY_POLL_MAX: Final = 10.0
 MESSAGES_PAGE_LIMIT: Final = 200  # E11 maximum [SDK]
 SESSIONS_PAGE_LIMIT: Final = 100  # E9 maximum [DOC session-management]
 MAX_PAGES: Final = 10_000
+# Recovering an ambiguous trigger (§7.2): one E3 page this long, then (if full) per status.
+RECOVERY_RUNS_LIMIT: Final = 100
+# Every status a run created moments ago may already have reached (§5.2); queued and running
+# are §7.2's, the others are a fast run's.
+RECOVERY_STATUSES: Final = ("queued", "running", "needs_review", "paused", "succeeded", "failed")
 # Terminal run statuses: the docs' three plus the SDK's spellings (§5.1, §11).
 TERMINAL_STATUSES_SET: Final = frozenset(
     {"succeeded", "failed", "cancelled", "completed", "canceled"}

@@ -26,12 +26,9 @@ from typing import Any, cast
 import msgspec
 
 from .._http import Response, segment
-from .._retry import call_with_retry
 from .._turn import format_timestamp, parse_timestamp
 from ..errors import (
-    APIConnectionError,
     APIResponseError,
-    GenieError,
     InvalidRequestError,
     RecoveryError,
     RequestTooLargeError,
@@ -40,7 +37,7 @@ from ..errors import (
 )
 from ..events import AgentMessage
 from . import _constants as OC
-from ._api import AgentAPI, encode
+from ._api import AgentAPI, encode, send_with_recovery
 from ._events import OlbrainEvent, TurnFinished
 from ._models import Message, Session, TokenUsage, convert, items_of
 
@@ -185,34 +182,23 @@ class Conversation:
             self._lock = asyncio.Lock()
         async with self._lock:
             api = self._api
-            policy = api.policy
             sent_after = dt.datetime.now(dt.timezone.utc) - _CLOCK_SKEW
-            last_error: BaseException | None = None
 
-            async def attempt(number: int) -> _Outcome:
-                nonlocal last_error
-                maybe_accepted = not (
-                    isinstance(last_error, APIConnectionError) and not last_error.request_sent
+            async def send() -> _Outcome:
+                response = await api.core.request_once(
+                    "POST",
+                    self._trigger_path,
+                    credentials=api.credentials,
+                    content=turn.encode(self._session_id, path=self._trigger_path),
+                    idempotency_key=turn.key,
                 )
-                if number > 1 and maybe_accepted:
-                    found = await self._recover(turn, sent_after)
-                    if found is not None:
-                        return found
-                try:
-                    response = await api.core.request_once(
-                        "POST",
-                        self._trigger_path,
-                        credentials=api.credentials,
-                        content=turn.encode(self._session_id, path=self._trigger_path),
-                        idempotency_key=turn.key,
-                    )
-                except GenieError as exc:
-                    last_error = exc
-                    raise
                 return self._outcome(response)
 
-            outcome = await call_with_retry(
-                policy, attempt, what=f"POST {self._trigger_path}", resend_safe=True
+            async def recover() -> _Outcome | None:
+                return await self._recover(turn, sent_after)
+
+            outcome = await send_with_recovery(
+                api.policy, send, recover, what=f"POST {self._trigger_path}"
             )
             self._session_id = outcome.session_id
             if outcome.message_id is not None:

@@ -15,7 +15,8 @@ Example::
             flow = sim.add_workflow_agent(output_files={"report.csv": b"id\\n1\\n"})
             sim.fail_next("POST", f"/api/agents/webhook/{flow}", 502, after_accept=True)
             # point a client at sim.url with api_key=sim.api_key ...
-            assert len(sim.runs_for(flow)) == 1   # the retried trigger replayed, not re-ran
+            # the client finds the run (E3) before re-sending, so no second run is made
+            assert len(sim.runs_for(flow)) == 1
 """
 
 from __future__ import annotations
@@ -65,12 +66,16 @@ class OlbrainSimulator:
     - ``seed``: seeds every id, so two simulators fed the same calls agree on every id.
     - ``clock``: anything with ``now() -> epoch seconds``; default a `SimClock` (real time plus
       an offset ``sim.clock.advance(s)`` moves). Timestamps and signed-URL expiry follow it.
-    - ``idempotency``: ``"replay"`` (default) answers a trigger or control POST whose JSON body
-      repeats an ``"Idempotency-Key"`` (or ``idempotency_key``) already seen for the same
-      agent and endpoint with the first response, doing nothing again, whatever the rest of
-      the body says (§9.3 keys replay on ``(agent, key)`` alone); ``"off"`` records keys but
-      never deduplicates, as the docs promise no gateway dedupe. The ``Idempotency-Key``
-      *header* is recorded but never deduplicates: the documented place is the body.
+    - ``idempotency``: ``"off"`` (default) records every body ``"Idempotency-Key"`` (or
+      ``idempotency_key``) but never deduplicates: the docs promise no gateway-level
+      deduplication (§9.3), so a client must not rely on it. ``"replay"`` is the switch that
+      answers a trigger or control POST repeating a key already seen for the same agent and
+      endpoint with the first response, doing nothing again, whatever the rest of the body
+      says (keyed on ``(agent, key)`` alone), modelling a workflow that dedupes against the
+      key. A workflow trigger's key is read from the body's top level or, where the library
+      puts it, from inside ``inputs``; the run's ``inputs`` keep it as sent (the ``inputs``
+      object, else the whole body). The ``Idempotency-Key`` *header* is recorded but never
+      deduplicates: the documented place is the body.
     - ``retry_new_run_id``: E7 retry mints a new run (``retry_of`` = the failed one) instead
       of re-queueing the same ``run_id`` (§12 row 2).
     - ``runs_list_shape``: E3 answers ``{"runs": [...], "limit": N}`` (``"envelope"``) or a
@@ -88,7 +93,7 @@ class OlbrainSimulator:
         api_key: str | None = None,
         seed: int = 0,
         clock: Clock | None = None,
-        idempotency: Literal["replay", "off"] = "replay",
+        idempotency: Literal["replay", "off"] = "off",
         retry_new_run_id: bool = False,
         runs_list_shape: Literal["envelope", "array"] = "envelope",
         max_upload_bytes: int | None = None,
@@ -284,9 +289,11 @@ class OlbrainSimulator:
           ``insufficient_funds``, 429 ``rate_limited``, …). Use ``"upstream_timeout"`` or a
           billing code (``"billing_unavailable"`` with 503, …) as needed.
         - ``after_accept``: the server first PERFORMS the operation (creates the run, persists
-          the turn, applies the action), records the idempotency replay entry, THEN answers the
-          fault; a retry carrying the same ``"Idempotency-Key"`` then gets the original
-          response. Such a fault fires only on a request that would have succeeded.
+          the turn, applies the action), THEN answers the fault. By default a retry performs
+          it again (no gateway dedupe, §9.3): the client must look before re-sending (§7.2).
+          With ``idempotency="replay"`` the replay entry is recorded first, so a retry carrying
+          the same ``"Idempotency-Key"`` gets the original response. Such a fault fires only
+          on a request that would have succeeded.
         - ``retry_after``: the raw ``Retry-After`` header value (seconds or an HTTP date).
         - ``detail_body``: False = the ``{"error": {code, message, request_id}}`` envelope;
           True or ``"string"`` = FastAPI ``{"detail": message}``; ``"object"`` =

@@ -136,7 +136,8 @@ class Call:
     async def once(
         self, scope: str, key: str | None, operation: Callable[[], Awaitable[Reply]]
     ) -> Reply:
-        """Perform ``operation`` once per ``(agent, scope, key)`` in replay mode.
+        """Perform ``operation`` once per ``(agent, scope, key)`` in replay mode (the opt-in
+        switch; by default, "off", every request performs it).
 
         A repeat (even concurrent) gets the first successful answer without performing
         anything. The operation runs as a shielded task, so a client that disconnects (or a

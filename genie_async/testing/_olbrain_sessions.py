@@ -24,7 +24,13 @@ async def trigger(call: Call) -> Reply:
     body = call.json_object(required=True)
     key = call.idempotency_key(body)
     if agent.kind == "workflow":
-        return await trigger_workflow(call, body, key, inputs=body.get("inputs", _strip(body)))
+        # The run's inputs are what the workflow receives: the "inputs" object, else the
+        # whole body; either way as sent, a key in it included (the workflow can dedupe
+        # against it, §9.3; §7.2 recovery matches on it).
+        inputs = body.get("inputs", body)
+        if key is None and inputs is not body and isinstance(inputs, dict):
+            key = call.idempotency_key(inputs)
+        return await trigger_workflow(call, body, key, inputs=inputs)
     fields = []
     message = body.get("message")
     if not isinstance(message, str) or not message.strip():
@@ -59,10 +65,6 @@ async def trigger(call: Call) -> Reply:
         raise OlbrainError(
             502, "upstream_timeout", "The agent runtime did not respond in time."
         ) from None
-
-
-def _strip(body: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in body.items() if k not in ("Idempotency-Key", "idempotency_key")}
 
 
 async def _converse(

@@ -75,7 +75,7 @@ class OlbrainWorld:
         self.replays: dict[tuple[str, str, str], asyncio.Future[Reply | None]] = {}
         self.signed: dict[str, SignedFile] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
-        self.idempotency: Literal["replay", "off"] = "replay"
+        self.idempotency: Literal["replay", "off"] = "off"
         self.retry_new_run_id = False
         self.runs_list_shape: Literal["envelope", "array"] = "envelope"
         self.max_upload_bytes: int | None = None

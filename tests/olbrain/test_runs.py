@@ -44,46 +44,58 @@ def test_the_table_is_the_documented_machine() -> None:
 
 
 async def test_trigger_returns_a_queued_run(sim: OlbrainSimulator, client: OlbrainClient) -> None:
-    """E1 on a workflow agent starts a run; the body is {"inputs": …, "Idempotency-Key": …}."""
+    """E1 on a workflow agent starts a run; the body is {"inputs": {…, "Idempotency-Key": …}},
+    the key inside inputs, where the workflow sees it and the run record echoes it."""
     flow = sim.add_workflow_agent(auto_advance=False)
     run = await client.agent(flow).trigger({"operation": "import"})
     assert run.status == RunStatus.QUEUED
     assert run.run_id in sim.runs
     assert run.agent_id == flow
     body = sim.requests_to("trigger")[0].json
-    assert body["inputs"] == {"operation": "import"}
-    assert body["Idempotency-Key"] == sim.runs[run.run_id].idempotency_key
+    assert set(body) == {"inputs"}
+    key = body["inputs"]["Idempotency-Key"]
+    assert body["inputs"] == {"operation": "import", "Idempotency-Key": key}
+    assert key == sim.runs[run.run_id].idempotency_key is not None
+    assert sim.runs[run.run_id].inputs == {"operation": "import", "Idempotency-Key": key}
     assert "Idempotency-Key" not in sim.requests_to("trigger")[0].headers
 
 
 async def test_a_502_after_accept_creates_exactly_one_run(
     sim: OlbrainSimulator, client: OlbrainClient, clock: VirtualClock
 ) -> None:
-    """The run is created, the answer is a 502; the retry reuses the key, so one run exists."""
+    """The run is created, the answer is a 502; with no server dedupe (the default), the
+    retry finds the run in E3 by its key and adopts it: one POST, one run."""
     flow = sim.add_workflow_agent(auto_advance=False)
     sim.fail_next("POST", f"/api/agents/webhook/{flow}", 502, after_accept=True)
     run = await client.agent(flow).trigger({"n": 1})
     triggers = sim.requests_to("trigger")
-    assert [r.status for r in triggers] == [502, 202]
-    assert triggers[0].idempotency_key == triggers[1].idempotency_key is not None
-    assert triggers[1].replayed
-    assert len(sim.runs_for(flow)) == 1
-    assert run.run_id == sim.runs_for(flow)[0].run_id
+    assert [r.status for r in triggers] == [502]
+    assert triggers[0].idempotency_key is not None
+    assert len(sim.requests_to("list_runs")) == 1
+    (created,) = sim.runs_for(flow)
+    assert run.run_id == created.run_id
+    assert created.idempotency_key == triggers[0].idempotency_key
     assert clock.sleeps == [1.0]
 
 
 async def test_a_caller_supplied_key_is_used_and_reused(
     sim: OlbrainSimulator, client: OlbrainClient
 ) -> None:
-    """idempotency_key= is the body's key on every attempt; the same key later replays."""
+    """idempotency_key= is the body's key; the 503's recovery finds the run by it; with the
+    server's replay switch on, the same key later replays that run."""
+    sim.idempotency = "replay"
     flow = sim.add_workflow_agent(auto_advance=False)
     # after_accept: the simulator parses (and logs) the body of a faulted request only then
     sim.fail_next("POST", f"/api/agents/webhook/{flow}", 503, after_accept=True)
     first = await client.agent(flow).trigger({"n": 1}, idempotency_key="order-4421")
     again = await client.agent(flow).trigger({"n": 1}, idempotency_key="order-4421")
-    assert [r.idempotency_key for r in sim.requests_to("trigger")] == ["order-4421"] * 3
+    triggers = sim.requests_to("trigger")
+    assert [r.idempotency_key for r in triggers] == ["order-4421"] * 2
+    assert [r.status for r in triggers] == [503, 202]
+    assert triggers[1].replayed
     assert first.run_id == again.run_id
     assert len(sim.runs_for(flow)) == 1
+    assert sim.runs_for(flow)[0].inputs == {"n": 1, "Idempotency-Key": "order-4421"}
 
 
 async def test_a_key_in_the_callers_body_wins(sim: OlbrainSimulator, client: OlbrainClient) -> None:
@@ -122,7 +134,7 @@ async def test_a_body_of_exactly_1_mib_is_sent(
 ) -> None:
     """The limit is inclusive: a 1,048,576-byte body is sent and accepted."""
     flow = sim.add_workflow_agent(auto_advance=False)
-    overhead = len(b'{"inputs":{"blob":""},"Idempotency-Key":"' + b"0" * 32 + b'"}')
+    overhead = len(b'{"inputs":{"blob":"","Idempotency-Key":"' + b"0" * 32 + b'"}}')
     await client.agent(flow).trigger({"blob": "x" * (1024 * 1024 - overhead)})
     assert len(sim.runs_for(flow)) == 1
 
@@ -253,6 +265,7 @@ async def test_a_control_action_answered_502_after_accept_is_applied_once(
     sim: OlbrainSimulator, client: OlbrainClient
 ) -> None:
     """Pause applied, then a 502: the retry carries the same body key and succeeds once."""
+    sim.idempotency = "replay"
     flow = sim.add_workflow_agent(auto_advance=False)
     run = await client.agent(flow).trigger({})
     sim.set_run_status(run.run_id, "running")

@@ -378,6 +378,7 @@ async def test_client_timeout_still_persists_turn(olb: OlbrainSimulator, api: Ap
 
 async def test_upstream_timeout_502_then_turn_completes(olb: OlbrainSimulator, api: Api) -> None:
     """With upstream_timeout below the turn time: 502 upstream_timeout, reply stored later."""
+    olb.idempotency = "replay"
     agent = olb.add_conversational_agent()
     olb.reply_delay = 0.2
     olb.upstream_timeout = 0.05
@@ -496,6 +497,7 @@ async def test_413_still_needs_auth(olb: OlbrainSimulator, api: Api) -> None:
 
 async def test_same_key_replays_without_a_second_turn(olb: OlbrainSimulator, api: Api) -> None:
     """A repeated body Idempotency-Key replays the first answer and stores nothing new."""
+    olb.idempotency = "replay"
     agent = olb.add_conversational_agent()
     first = await api.say(agent, "hi", **{"Idempotency-Key": "k-1"})
     status, again, headers = await api.call(
@@ -512,6 +514,7 @@ async def test_same_key_replays_without_a_second_turn(olb: OlbrainSimulator, api
 
 async def test_same_key_different_body_replays_first(olb: OlbrainSimulator, api: Api) -> None:
     """Replay is keyed on (agent, key) alone (§9.3): a changed body still gets the first reply."""
+    olb.idempotency = "replay"
     agent = olb.add_conversational_agent()
     first = await api.say(agent, "hi", **{"Idempotency-Key": "k"})
     second = await api.say(agent, "something else", **{"Idempotency-Key": "k"})
@@ -521,6 +524,7 @@ async def test_same_key_different_body_replays_first(olb: OlbrainSimulator, api:
 
 async def test_keys_are_scoped_per_agent(olb: OlbrainSimulator, api: Api) -> None:
     """The same key on two agents makes two turns."""
+    olb.idempotency = "replay"
     one, two = olb.add_conversational_agent(), olb.add_conversational_agent()
     a = await api.say(one, "hi", **{"Idempotency-Key": "k"})
     b = await api.say(two, "hi", **{"Idempotency-Key": "k"})
@@ -529,6 +533,7 @@ async def test_keys_are_scoped_per_agent(olb: OlbrainSimulator, api: Api) -> Non
 
 async def test_snake_case_key_spelling_is_honoured(olb: OlbrainSimulator, api: Api) -> None:
     """The alternative body spelling idempotency_key deduplicates too."""
+    olb.idempotency = "replay"
     agent = olb.add_conversational_agent()
     first = await api.say(agent, "hi", idempotency_key="k")
     assert await api.say(agent, "hi", idempotency_key="k") == first
@@ -536,6 +541,7 @@ async def test_snake_case_key_spelling_is_honoured(olb: OlbrainSimulator, api: A
 
 async def test_header_key_does_not_deduplicate(olb: OlbrainSimulator, api: Api) -> None:
     """Only the body field counts: an Idempotency-Key header alone makes two turns."""
+    olb.idempotency = "replay"
     agent = olb.add_conversational_agent()
     for _ in range(2):
         status, _, _ = await api.call(
@@ -547,6 +553,16 @@ async def test_header_key_does_not_deduplicate(olb: OlbrainSimulator, api: Api) 
         assert status == 200
     assert len(olb.sessions) == 2
     assert olb.requests[-1].headers["Idempotency-Key"] == "k"
+
+
+async def test_replay_off_is_the_default(olb: OlbrainSimulator, api: Api) -> None:
+    """By default nothing is deduplicated (§9.3): the same key twice makes two turns."""
+    assert olb.idempotency == "off"
+    agent = olb.add_conversational_agent()
+    a = await api.say(agent, "hi", **{"Idempotency-Key": "k"})
+    b = await api.say(agent, "hi", **{"Idempotency-Key": "k"})
+    assert a["message_id"] != b["message_id"]
+    assert not olb.requests[-1].replayed
 
 
 async def test_replay_off_never_deduplicates() -> None:
@@ -564,6 +580,7 @@ async def test_replay_off_never_deduplicates() -> None:
 
 async def test_concurrent_duplicates_make_one_turn(olb: OlbrainSimulator, api: Api) -> None:
     """Two in-flight requests with one key share a single turn."""
+    olb.idempotency = "replay"
     agent = olb.add_conversational_agent()
     olb.reply_delay = 0.1
     a, b = await asyncio.gather(
@@ -577,6 +594,7 @@ async def test_concurrent_duplicates_make_one_turn(olb: OlbrainSimulator, api: A
 
 async def test_errors_are_not_remembered(olb: OlbrainSimulator, api: Api) -> None:
     """A 422 under a key is not replayed: the corrected retry with that key is processed."""
+    olb.idempotency = "replay"
     agent = olb.add_conversational_agent()
     status, _, _ = await api.call(
         "POST", f"/api/agents/webhook/{agent}", json={"Idempotency-Key": "k"}
@@ -588,6 +606,7 @@ async def test_errors_are_not_remembered(olb: OlbrainSimulator, api: Api) -> Non
 
 async def test_after_accept_fault_then_retry_replays(olb: OlbrainSimulator, api: Api) -> None:
     """after_accept: the turn is stored, the 502 is sent, and the keyed retry replays it."""
+    olb.idempotency = "replay"
     agent = olb.add_conversational_agent()
     olb.fail_next("POST", f"/api/agents/webhook/{agent}", 502, after_accept=True)
     status, body, h = await api.call(
@@ -1018,6 +1037,7 @@ async def test_concurrent_duplicate_after_failed_first_reruns(
     olb: OlbrainSimulator, api: Api
 ) -> None:
     """If the in-flight first attempt fails, a concurrent duplicate performs the turn itself."""
+    olb.idempotency = "replay"
     calls: list[str] = []
 
     async def flaky(text: str, metadata: dict[str, Any]) -> str:

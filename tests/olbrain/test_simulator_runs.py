@@ -65,11 +65,50 @@ async def test_workflow_trigger_creates_queued_run(olb: OlbrainSimulator, api: A
 
 
 async def test_body_without_inputs_is_the_inputs(olb: OlbrainSimulator, api: Api) -> None:
-    """Any JSON object is accepted; without 'inputs' the body (minus the key) is stored."""
+    """Any JSON object is accepted; without 'inputs' the whole body, key included (what the
+    workflow receives, so it can dedupe on it, §9.3), is stored."""
     agent = olb.add_workflow_agent()
     run_id = await start_run(api, agent, {"order": 7, "Idempotency-Key": "k"})
-    assert olb.runs[run_id].inputs == {"order": 7}
+    assert olb.runs[run_id].inputs == {"order": 7, "Idempotency-Key": "k"}
     assert olb.runs[run_id].idempotency_key == "k"
+    assert (await get_run(api, agent, run_id))["inputs"] == {"order": 7, "Idempotency-Key": "k"}
+
+
+async def test_a_key_inside_inputs_is_the_runs_key_and_is_echoed(
+    olb: OlbrainSimulator, api: Api
+) -> None:
+    """A key inside 'inputs' (where the library puts it) is recorded as the run's key and
+    echoed in the record's inputs (§7.2 matches on it)."""
+    agent = olb.add_workflow_agent(auto_advance=False)
+    run_id = await start_run(api, agent, {"inputs": {"n": 1, "Idempotency-Key": "in-1"}})
+    assert olb.runs[run_id].idempotency_key == "in-1"
+    assert olb.requests_to("trigger")[-1].idempotency_key == "in-1"
+    assert (await get_run(api, agent, run_id))["inputs"] == {"n": 1, "Idempotency-Key": "in-1"}
+
+
+async def test_by_default_a_repeated_key_makes_a_second_run(
+    olb: OlbrainSimulator, api: Api
+) -> None:
+    """The default is no gateway dedupe (§9.3): the same body and key twice make two runs."""
+    assert olb.idempotency == "off"
+    agent = olb.add_workflow_agent(auto_advance=False)
+    body = {"inputs": {"n": 1, "Idempotency-Key": "k"}}
+    first, second = await start_run(api, agent, body), await start_run(api, agent, body)
+    assert first != second
+    assert [r.idempotency_key for r in olb.runs_for(agent)] == ["k", "k"]
+    assert not any(r.replayed for r in olb.requests_to("trigger"))
+
+
+async def test_replay_switch_dedupes_a_key_inside_inputs(olb: OlbrainSimulator, api: Api) -> None:
+    """With idempotency='replay', a key inside 'inputs' replays the first run like a top-level
+    one."""
+    olb.idempotency = "replay"
+    agent = olb.add_workflow_agent(auto_advance=False)
+    body = {"inputs": {"n": 1, "Idempotency-Key": "k"}}
+    first, second = await start_run(api, agent, body), await start_run(api, agent, body)
+    assert first == second
+    assert len(olb.runs_for(agent)) == 1
+    assert olb.requests_to("trigger")[-1].replayed
 
 
 @pytest.mark.parametrize(
@@ -113,6 +152,7 @@ async def test_idempotent_retry_after_accept_creates_one_run(
     olb: OlbrainSimulator, api: Api
 ) -> None:
     """A 502 after the run was created, then a keyed retry: one run, the same run_id."""
+    olb.idempotency = "replay"
     agent = olb.add_workflow_agent()
     olb.fail_next("POST", f"/api/agents/webhook/{agent}", 502, after_accept=True)
     body = {"inputs": {"x": 1}, "Idempotency-Key": "key-1"}
@@ -315,6 +355,7 @@ async def test_control_body_is_optional_json(olb: OlbrainSimulator, api: Api) ->
 
 async def test_control_idempotent_replay(olb: OlbrainSimulator, api: Api) -> None:
     """A keyed control action repeated replays its 200 instead of answering 409."""
+    olb.idempotency = "replay"
     agent = olb.add_workflow_agent(auto_advance=False)
     run_id = await start_run(api, agent)
     path = f"/api/agents/{agent}/runs/{run_id}/cancel"
