@@ -16,7 +16,8 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from types import TracebackType
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote, urlsplit
 
 import aiohttp
@@ -879,3 +880,37 @@ def release_response(response: aiohttp.ClientResponse | None) -> None:
     else:
         # Not draining: a bounded drain would need its own timeout (openai-python#3440).
         response.close()
+
+
+_Owner = TypeVar("_Owner", bound="OwnsCore")
+
+
+class OwnsCore:
+    """The lifecycle shared by clients that own one :class:`HTTPCore`: ``async with``,
+    ``close()`` (idempotent; a session passed in is left open), ``closed`` and ``base_url``."""
+
+    _core: HTTPCore
+
+    @property
+    def base_url(self) -> str:
+        """The origin this client calls."""
+        return self._core.base_url
+
+    @property
+    def closed(self) -> bool:
+        return self._core.closed
+
+    async def __aenter__(self: _Owner) -> _Owner:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the session (unless it was passed in). Idempotent."""
+        await self._core.close()

@@ -36,7 +36,6 @@ import collections
 import hmac
 import re
 from collections.abc import Callable, Iterable
-from types import TracebackType
 from typing import Any, Literal, TypeVar, final
 from urllib.parse import urlsplit
 
@@ -45,7 +44,7 @@ import msgspec
 
 from ._auth import Credentials, _check_header_value, scrub
 from ._config import RetryPolicy, Timeouts
-from ._http import HTTPCore, Response, resolve_base_url, segment
+from ._http import HTTPCore, OwnsCore, Response, resolve_base_url, segment
 from .errors import (
     APIResponseError,
     APIStatusError,
@@ -415,7 +414,7 @@ def _admin_base_url(
     return resolved
 
 
-class AdminClient:
+class AdminClient(OwnsCore):
     """An asyncio client for the Workato Developer API calls a Headless setup needs.
 
     Use it as an async context manager (or call :meth:`close`)::
@@ -456,32 +455,8 @@ class AdminClient:
             session=session,
         )
 
-    @property
-    def base_url(self) -> str:
-        """The Developer API origin this client calls (paths start with ``/api/``)."""
-        return self._core.base_url
-
-    @property
-    def closed(self) -> bool:
-        return self._core.closed
-
     def __repr__(self) -> str:
         return f"<AdminClient base_url={self.base_url!r} token=<redacted>>"
-
-    async def __aenter__(self) -> AdminClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the session (unless it was passed in). Idempotent."""
-        await self._core.close()
 
     async def _call(
         self,

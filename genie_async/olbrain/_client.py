@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any
 
 import aiohttp
 
 from .._config import RetryPolicy, Timeouts
-from .._http import OLBRAIN_DIALECT, HTTPCore, resolve_base_url, segment
+from .._http import OLBRAIN_DIALECT, HTTPCore, OwnsCore, resolve_base_url, segment
 from ..errors import APIResponseError, InvalidRequestError
 from . import _constants as OC
 from ._api import AgentAPI, KnownRuns, encode, send_with_recovery
@@ -26,7 +25,7 @@ __all__ = ["Agent", "OlbrainClient"]
 logger = logging.getLogger("genie_async")
 
 
-class OlbrainClient:
+class OlbrainClient(OwnsCore):
     """An asyncio client for Olbrain's agent API, holding one ``aiohttp`` session.
 
     ::
@@ -76,31 +75,8 @@ class OlbrainClient:
         )
         self._known_runs = KnownRuns()  # runs this client's triggers returned (§7.2 matching)
 
-    @property
-    def base_url(self) -> str:
-        return self._core.base_url
-
-    @property
-    def closed(self) -> bool:
-        return self._core.closed
-
     def __repr__(self) -> str:
         return f"<OlbrainClient base_url={self.base_url!r} credentials=api_key(<redacted>)>"
-
-    async def __aenter__(self) -> OlbrainClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the session (unless it was passed in). Idempotent."""
-        await self._core.close()
 
     def agent(self, agent_id: str) -> Agent:
         """A handle on one agent (no request is made)."""
