@@ -27,7 +27,7 @@ import time
 import types
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, cast
 
 import aiohttp
 import msgspec
@@ -209,7 +209,57 @@ class _Budget:
         return wait
 
 
-class EventStream:
+_EventT = TypeVar("_EventT")
+_Self = TypeVar("_Self", bound="TurnIterator[Any]")
+
+
+class TurnIterator(Generic[_EventT]):
+    """What a consumer holds for one turn, on either backend: an async iterator that is also
+    an async context manager, entered once, closed idempotently from any task.
+
+    Subclasses set ``_agen`` (the generator doing the work) and the three flags, and
+    implement :meth:`aclose`.
+    """
+
+    _agen: types.AsyncGeneratorType[_EventT, None]
+    _closed: bool
+    _entered: bool
+    _finished: bool
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def until_done(self) -> list[_EventT]:
+        """Consume the rest of the turn and return the events delivered by this call."""
+        return [event async for event in self]
+
+    def __aiter__(self) -> AsyncIterator[_EventT]:
+        if self._finished or self._closed:
+            raise StreamClosedError("This stream has ended or was closed; send a new turn.")
+        return self
+
+    def __anext__(self) -> Awaitable[_EventT]:
+        # A plain method (no coroutine per event). Once closed, by this task or another,
+        # nothing more is handed over: the reader learns why instead of the loop just ending.
+        if self._closed:
+            raise StreamClosedError("This stream was closed.")
+        return self._agen.__anext__()
+
+    async def __aenter__(self: _Self) -> _Self:
+        if self._entered:
+            raise UsageError("This stream was already entered.")
+        self._entered = True
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+
+class EventStream(TurnIterator[GenieEvent]):
     """One turn's events. Use it as ``async with conversation.send(...) as stream:``.
 
     Iterating yields typed events (:mod:`genie_async.events`) exactly once each and in
@@ -313,10 +363,6 @@ class EventStream:
         """Confirmations waiting for :meth:`approve` / :meth:`reject` (no hook given)."""
         return list(self._awaiting_consumer.values())
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     async def approve(self, call_id: str | None = None) -> DecisionRecord:
         """Approve a pending confirmation (the only one when ``call_id`` is omitted).
 
@@ -341,31 +387,6 @@ class EventStream:
             raise UsageError("No runtime-connection pause with an attempt id is pending.")
         await self._api.reject_connection(pause.runtime_connection_attempt_id, reason)
         self._declined = reason or ""
-
-    async def until_done(self) -> list[GenieEvent]:
-        """Consume the rest of the turn and return the events delivered by this call."""
-        return [event async for event in self]
-
-    def __aiter__(self) -> AsyncIterator[GenieEvent]:
-        if self._finished or self._closed:
-            raise StreamClosedError("This stream has ended or was closed; send a new turn.")
-        return self
-
-    def __anext__(self) -> Awaitable[GenieEvent]:
-        # A plain method (no coroutine per event). Once closed, by this task or another,
-        # nothing more is handed over: the reader learns why instead of the loop just ending.
-        if self._closed:
-            raise StreamClosedError("This stream was closed.")
-        return self._agen.__anext__()
-
-    async def __aenter__(self) -> EventStream:
-        if self._entered:
-            raise UsageError("This stream was already entered.")
-        self._entered = True
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Release the connection and stop the turn's background work. Idempotent."""

@@ -19,20 +19,20 @@ import datetime as dt
 import logging
 import types
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import msgspec
 
 from .._http import Response, segment
+from .._stream import TurnIterator
 from .._turn import format_timestamp, parse_timestamp
 from ..errors import (
     APIResponseError,
     InvalidRequestError,
     RecoveryError,
     RequestTooLargeError,
-    StreamClosedError,
     UsageError,
 )
 from ..events import AgentMessage
@@ -424,7 +424,7 @@ def _usage(value: object) -> TokenUsage | None:
         return None
 
 
-class TurnStream:
+class TurnStream(TurnIterator[OlbrainEvent]):
     """One turn's events: ``async with conversation.send(text) as stream: async for …``.
 
     Yields :class:`~genie_async.AgentMessage` (the reply) then :class:`TurnFinished` (the
@@ -463,33 +463,6 @@ class TurnStream:
     def request_id(self) -> str | None:
         """The request id of the response that carried the reply."""
         return self._outcome.request_id if self._outcome else None
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    async def until_done(self) -> list[OlbrainEvent]:
-        """Consume the rest of the turn and return its events."""
-        return [event async for event in self]
-
-    def __aiter__(self) -> AsyncIterator[OlbrainEvent]:
-        if self._finished or self._closed:
-            raise StreamClosedError("This stream has ended or was closed; send a new turn.")
-        return self
-
-    def __anext__(self) -> Awaitable[OlbrainEvent]:
-        if self._closed:
-            raise StreamClosedError("This stream was closed.")
-        return self._agen.__anext__()
-
-    async def __aenter__(self) -> TurnStream:
-        if self._entered:
-            raise UsageError("This stream was already entered.")
-        self._entered = True
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Stop the turn (idempotent). A request in flight is abandoned."""
