@@ -209,6 +209,31 @@ class _Budget:
         return wait
 
 
+async def unless_closed(awaitable: Awaitable[T], closed: asyncio.Event, *, what: str) -> T:
+    """``awaitable``'s result, unless ``closed`` is set first (then StreamClosedError).
+
+    An async generator cannot be closed while it runs, so a close from another task sets
+    ``closed`` and every await of the generator races it. The awaitable runs in its own task,
+    cancelled and awaited on every path; a cancellation of the caller propagates untouched.
+    """
+    if closed.is_set():
+        if asyncio.iscoroutine(awaitable):
+            awaitable.close()  # never started: don't leave an un-awaited coroutine
+        raise StreamClosedError(f"The {what} was closed.")
+    task = asyncio.ensure_future(awaitable)
+    waiter = asyncio.ensure_future(closed.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, waiter):
+            if not pending.done():
+                pending.cancel()
+        await asyncio.gather(task, waiter, return_exceptions=True)
+    if task.cancelled() or closed.is_set():  # a close wins, even over a result that instant
+        raise StreamClosedError(f"The {what} was closed.")
+    return task.result()
+
+
 _EventT = TypeVar("_EventT")
 _Self = TypeVar("_Self", bound="TurnIterator[Any]")
 
@@ -1185,22 +1210,7 @@ class EventStream(TurnIterator[GenieEvent]):
 
     async def _unless_closed(self, awaitable: Awaitable[T]) -> T:
         """Await a call made while recovering or paused; a close from another task ends it."""
-        if self._closed:
-            if asyncio.iscoroutine(awaitable):
-                awaitable.close()  # never started: don't leave an un-awaited coroutine
-            raise StreamClosedError("The stream was closed.")
-        task = asyncio.ensure_future(awaitable)
-        closed = asyncio.ensure_future(self._closed_event.wait())
-        try:
-            await asyncio.wait({task, closed}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for pending in (task, closed):
-                if not pending.done():
-                    pending.cancel()
-            await asyncio.gather(task, closed, return_exceptions=True)
-        if task.cancelled() or self._closed:
-            raise StreamClosedError("The stream was closed.")
-        return task.result()
+        return await unless_closed(awaitable, self._closed_event, what="stream")
 
     async def _sleep(self, seconds: float) -> None:
         """A recovery wait (the policy's injectable sleep) that a close interrupts."""

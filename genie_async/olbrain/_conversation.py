@@ -25,8 +25,9 @@ from typing import Any, cast
 
 import msgspec
 
+from .._conversation import _CLOCK_SKEW
 from .._http import Response, segment
-from .._stream import TurnIterator
+from .._stream import TurnIterator, unless_closed
 from .._turn import format_timestamp, parse_timestamp
 from ..errors import (
     APIResponseError,
@@ -44,10 +45,6 @@ from ._models import Message, Session, TokenUsage, convert, items_of
 __all__ = ["Conversation", "Reply", "TurnStream"]
 
 logger = logging.getLogger("genie_async")
-
-# Client and server clocks disagree: history entries this much older than our send time
-# still count as possibly ours.
-_CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -182,6 +179,7 @@ class Conversation:
             self._lock = asyncio.Lock()
         async with self._lock:
             api = self._api
+            # Clocks disagree: history this much older than the send may still be ours.
             sent_after = dt.datetime.now(dt.timezone.utc) - _CLOCK_SKEW
 
             async def send() -> _Outcome:
@@ -429,7 +427,8 @@ class TurnStream(TurnIterator[OlbrainEvent]):
 
     Yields :class:`~genie_async.AgentMessage` (the reply) then :class:`TurnFinished` (the
     session id, the reply's ``message_id`` and the token usage). The request is made when
-    iteration starts. ``aclose()`` may be called at any time, any number of times.
+    iteration starts. ``aclose()`` may be called at any time, from any task, any number of
+    times.
     """
 
     def __init__(self, conversation: Conversation, turn: _Turn) -> None:
@@ -439,6 +438,7 @@ class TurnStream(TurnIterator[OlbrainEvent]):
         self._entered = False
         self._closed = False
         self._finished = False
+        self._closed_event = asyncio.Event()  # a close from another task ends the request
         self._outcome: _Outcome | None = None
 
     @property
@@ -465,10 +465,11 @@ class TurnStream(TurnIterator[OlbrainEvent]):
         return self._outcome.request_id if self._outcome else None
 
     async def aclose(self) -> None:
-        """Stop the turn (idempotent). A request in flight is abandoned."""
+        """Stop the turn (idempotent), from any task. A request in flight is abandoned."""
         if self._closed:
             return
         self._closed = True
+        self._closed_event.set()
         if not self._agen.ag_running:
             await self._agen.aclose()
 
@@ -479,7 +480,9 @@ class TurnStream(TurnIterator[OlbrainEvent]):
 
     async def _run(self) -> AsyncGenerator[OlbrainEvent, None]:
         try:
-            outcome = await self._conversation._deliver(self._turn)
+            outcome = await unless_closed(
+                self._conversation._deliver(self._turn), self._closed_event, what="stream"
+            )
             self._outcome = outcome
             yield AgentMessage(
                 message=outcome.text,

@@ -9,13 +9,16 @@ the seed advises, and never repeats the action.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import types
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping
 from typing import Any, Literal, cast
 
+from .._hints import OLBRAIN_CODE_HINTS
 from .._http import Response, segment
+from .._stream import unless_closed
 from ..errors import (
     APIStatusError,
     ConfigurationError,
@@ -46,6 +49,15 @@ _DOCUMENTED = frozenset(
     {"queued", "running", "paused", "succeeded", "failed", "cancelled", "completed", "canceled"}
 )
 _RESOLUTIONS = frozenset({"approved", "rejected", "modified"})
+# What a re-read may show once an action applied: its target, and where the target goes on
+# its own (§5.2). Pause and cancel lead only to their targets; a run finishing instead did
+# not take them.
+_APPLIED: Mapping[RunAction, frozenset[str]] = {
+    "cancel": frozenset({"cancelled", "canceled"}),
+    "pause": frozenset({"paused"}),
+    "resume": frozenset({"running", "needs_review", "succeeded", "failed", "completed"}),
+    "retry": frozenset({"queued", "running", "needs_review", "succeeded", "completed"}),
+}
 
 
 def transition_allowed(action: RunAction, status: str) -> bool | None:
@@ -186,16 +198,19 @@ class Run:
             raise
         if response.payload is None and response.status == 409:
             record = await self.refresh()
-            if record.status == before:
-                raise InvalidStateTransitionError(
-                    f"cannot {action} run {self.run_id} while it is {before!r}",
+            if record.status == before or record.status not in _APPLIED[action]:
+                refused = InvalidStateTransitionError(
+                    f"cannot {action} run {self.run_id} while it is {record.status!r}",
                     status=409,
                     error_code="invalid_state_transition",
                     headers=response.headers,
                     method="POST",
                     path=self._api.prefix + self._path + f"/{action}",
                     request_id=response.request_id,
+                    hint=OLBRAIN_CODE_HINTS["invalid_state_transition"],
                 )
+                refused.action, refused.run_status = action, record.status
+                raise refused
             return record
         return await self._record_from(response)
 
@@ -256,6 +271,7 @@ class RunWatch:
         self._backoff = backoff
         self._agen = cast("types.AsyncGeneratorType[RunRecord, None]", self._poll())
         self._closed = False
+        self._closed_event = asyncio.Event()  # a close from another task ends the poll
         self.polls = 0
         """How many times the run was read."""
 
@@ -276,10 +292,11 @@ class RunWatch:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop watching (idempotent). Nothing is left running."""
+        """Stop watching (idempotent), from any task. Nothing is left running."""
         if self._closed:
             return
         self._closed = True
+        self._closed_event.set()
         if not self._agen.ag_running:
             await self._agen.aclose()
 
@@ -288,9 +305,10 @@ class RunWatch:
         policy = run._api.policy
         wait = self._interval
         last: str | None = None
+        closed = self._closed_event
         try:
             while True:
-                record = await run.refresh()
+                record = await unless_closed(run.refresh(), closed, what="watch")
                 self.polls += 1
                 if record.status != last:
                     last = record.status
@@ -298,7 +316,7 @@ class RunWatch:
                     yield record
                 if run.terminal:
                     return
-                await policy.sleep(wait)
+                await unless_closed(policy.sleep(wait), closed, what="watch")
                 wait = min(wait * self._backoff, self._max_interval)
         finally:
             self._closed = True

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import Any
 
 import aiohttp
 import pytest
@@ -305,3 +307,61 @@ async def test_history_needs_a_session(client: OlbrainClient) -> None:
     """Reading the history of a conversation that has no session yet is a usage error."""
     with pytest.raises(UsageError):
         await client.agent("agt_1").conversation().info()
+
+
+async def test_a_close_from_another_task_abandons_the_request_in_flight(
+    sim: OlbrainSimulator, client: OlbrainClient
+) -> None:
+    """aclose() from another task ends the reader's wait at once: nothing is handed over."""
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def held(text: str, metadata: dict[str, Any]) -> str:
+        arrived.set()
+        await release.wait()  # the agent answers only when the test lets it
+        return "late"
+
+    agent_id = sim.add_conversational_agent(reply=held)
+    stream = client.agent(agent_id).conversation().send("slow")
+    received: list[object] = []
+
+    async def read() -> None:
+        async with stream:
+            async for event in stream:
+                received.append(event)
+
+    reader = asyncio.create_task(read())
+    try:
+        await arrived.wait()  # the request is in flight
+        await stream.aclose()
+        with pytest.raises(StreamClosedError):
+            await asyncio.wait_for(reader, timeout=10)  # without the close: never
+    finally:
+        release.set()
+    assert received == []
+    assert stream._agen.ag_frame is None  # the turn's generator has finished
+
+
+async def test_cancelling_the_reader_mid_turn_propagates_and_frees_the_conversation(
+    sim: OlbrainSimulator, client: OlbrainClient
+) -> None:
+    """The reader's cancellation is raised, not swallowed; the next turn can be sent."""
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def held(text: str, metadata: dict[str, Any]) -> str:
+        if text == "slow":
+            arrived.set()
+            await release.wait()
+        return f"Echo: {text}"
+
+    agent_id = sim.add_conversational_agent(reply=held)
+    conversation = client.agent(agent_id).conversation()
+    reader = asyncio.create_task(conversation.ask("slow"))
+    try:
+        await arrived.wait()
+        reader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+    finally:
+        release.set()
+    reply = await asyncio.wait_for(conversation.ask("next"), timeout=10)  # the lock was freed
+    assert reply.text == "Echo: next"

@@ -19,7 +19,7 @@ from genie_async import (
 from genie_async.olbrain import TRANSITIONS, OlbrainClient, RunStatus
 from genie_async.testing import OlbrainSimulator, VirtualClock
 
-from .conftest import make_client
+from .conftest import assert_pool_released, make_client
 
 DOCUMENTED = ["queued", "running", "paused", "succeeded", "failed", "cancelled"]
 LEGAL = [(action, src) for action, (sources, _) in TRANSITIONS.items() for src in sorted(sources)]
@@ -295,6 +295,38 @@ async def test_a_409_on_a_retried_action_that_did_apply_is_success(
     assert [r.status for r in sim.requests_to("pause_run")] == [502, 409]
 
 
+async def test_a_409_on_a_retried_pause_of_a_run_that_finished_is_an_error(
+    sim: OlbrainSimulator,
+) -> None:
+    """The pause never applied (502 before accept) and the run finished meanwhile: the
+    retry's 409 is the server's refusal, not an earlier success; the run has moved, but not
+    to paused."""
+    sim.idempotency = "off"
+    flow = sim.add_workflow_agent(auto_advance=False)
+    clock = VirtualClock()
+    run_ids: list[str] = []
+
+    async def sleep(seconds: float) -> None:
+        sim.set_run_status(run_ids[0], "succeeded")  # while the client backs off
+        await clock.sleep(seconds)
+
+    policy = RetryPolicy(clock=clock.now, sleep=sleep, wait_jitter=0.0)
+    async with make_client(sim, policy) as client:
+        run = await client.agent(flow).trigger({})
+        run_ids.append(run.run_id)
+        sim.set_run_status(run.run_id, "running")
+        await run.refresh()
+        sim.fail_next("POST", "/api/agents/*/runs/*/pause", 502)
+        with pytest.raises(InvalidStateTransitionError) as info:
+            await run.pause()
+    assert [r.status for r in sim.requests_to("pause_run")] == [502, 409]
+    assert info.value.run_status == run.status == "succeeded"
+    assert info.value.action == "pause"
+    assert info.value.request_id == sim.requests_to("pause_run")[1].request_id
+    assert "Re-fetch the run" in (info.value.hint or "")
+    assert sim.runs[run.run_id].history.count("paused") == 0
+
+
 async def test_a_failed_run_is_retried(sim: OlbrainSimulator, client: OlbrainClient) -> None:
     """A run whose first execution fails can be retried and then succeeds."""
     flow = sim.add_workflow_agent(fail=1)
@@ -370,6 +402,46 @@ async def test_watch_can_be_cancelled_without_leaks(
         assert session is not None
         assert session.connector is not None
         assert not session.connector._acquired
+
+
+async def test_a_close_from_another_task_stops_the_watch(sim: OlbrainSimulator) -> None:
+    """aclose() from another task ends a watch that is waiting to poll again: the reader gets
+    StreamClosedError at once and no further poll is made."""
+    flow = sim.add_workflow_agent(auto_advance=False)
+    async with make_client(sim, RetryPolicy()) as real_client:  # real sleeps: a 30 s wait
+        run = await real_client.agent(flow).trigger({})
+        watch = run.watch(interval=30)
+        first = asyncio.Event()
+
+        async def follow() -> None:
+            async with watch:
+                async for _ in watch:
+                    first.set()
+
+        follower = asyncio.create_task(follow())
+        await first.wait()
+        await watch.aclose()
+        with pytest.raises(StreamClosedError):
+            await asyncio.wait_for(follower, timeout=10)  # far below the 30 s wait
+        assert watch._agen.ag_frame is None
+        assert watch.polls == len(sim.requests_to("get_run")) == 1
+        assert_pool_released(real_client)
+
+
+async def test_breaking_out_inside_async_with_releases_everything(
+    sim: OlbrainSimulator, client: OlbrainClient
+) -> None:
+    """A break out of ``async for`` inside ``async with run.watch()`` closes the watch."""
+    flow = sim.add_workflow_agent(auto_advance=False)
+    run = await client.agent(flow).trigger({})
+    async with run.watch() as watch:
+        async for record in watch:
+            assert record.status == "queued"
+            break
+    assert watch._agen.ag_frame is None
+    assert watch.polls == len(sim.requests_to("get_run")) == 1
+    with pytest.raises(StreamClosedError):
+        watch.__aiter__()
 
 
 async def test_a_closed_watch_cannot_be_iterated(

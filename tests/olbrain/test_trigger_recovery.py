@@ -121,19 +121,24 @@ async def test_a_timeout_after_sending_adopts_the_run(
     finds the run, and does not send again; one run."""
     flow = sim.add_workflow_agent(auto_advance=False)
     original = _olbrain_sessions.trigger_workflow
+    release = asyncio.Event()
 
     async def slow(*args: Any, **kwargs: Any) -> Any:
         reply = await original(*args, **kwargs)  # the run exists from here on
         if len(sim.requests_to("trigger")) == 1:
-            await asyncio.sleep(1.0)
+            await release.wait()  # answers only after the client gave up on it
         return reply
 
     monkeypatch.setattr(_olbrain_sessions, "trigger_workflow", slow)
     clock = VirtualClock()
     policy = RetryPolicy(clock=clock.now, sleep=clock.sleep, wait_jitter=0.0)
-    timeouts = Timeouts(connect=5, read=0.3, request=5)
-    async with make_client(sim, policy, timeouts=timeouts) as client:
-        run = await client.agent(flow).trigger({"n": 1})
+    # Long enough that the E3 look-up never times out on a busy machine.
+    timeouts = Timeouts(connect=5, read=1.0, request=30)
+    try:
+        async with make_client(sim, policy, timeouts=timeouts) as client:
+            run = await client.agent(flow).trigger({"n": 1})
+    finally:
+        release.set()
     (created,) = sim.runs_for(flow)
     assert run.run_id == created.run_id
     assert len(sim.requests_to("trigger")) == 1
