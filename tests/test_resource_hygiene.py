@@ -626,14 +626,24 @@ async def test_cancelling_at_every_loop_iteration_leaves_nothing(
 ) -> None:
     """Cancel after k = 1, 2, 3, … loop iterations: CancelledError out, nothing left behind."""
     retry = _retry_for(scenario)
-    sweep = await sweep_interruptions(
-        quick_sim, scenario, "cancel", lambda: make_client(quick_sim, retry)
-    )
-    sweep.report(f"{scenario.name} / cancel")
-    assert sweep.landed >= sweep.first_completed - 1
-    missing = scenario.must_reach - sweep.functions
-    assert not missing, f"no cancellation landed in {sorted(missing)}: {sorted(sweep.points)}"
-    sweep.assert_none("cancellation not propagated")
+    reached: set[str] = set()
+    points: list[str] = []
+    # Every sweep must leave nothing behind. Which suspension points a sweep hits depends on
+    # timing (on a loaded machine a short request can complete within one loop iteration),
+    # so the coverage check may take up to three sweeps together.
+    for _ in range(3):
+        sweep = await sweep_interruptions(
+            quick_sim, scenario, "cancel", lambda: make_client(quick_sim, retry)
+        )
+        sweep.report(f"{scenario.name} / cancel")
+        assert sweep.landed >= sweep.first_completed - 1
+        sweep.assert_none("cancellation not propagated")
+        reached |= sweep.functions
+        points.extend(sweep.points)
+        if scenario.must_reach <= reached:
+            break
+    missing = scenario.must_reach - reached
+    assert not missing, f"no cancellation landed in {sorted(missing)}: {sorted(set(points))}"
 
 
 CLOSE_CASES = [
