@@ -15,6 +15,7 @@ and :mod:`genie_async.testing` (the simulator).
 
 import msgspec as _msgspec
 
+from ._auth import RefreshingTokenProvider, TokenProvider
 from ._client import GenieClient
 from ._config import RetryPolicy, Timeouts
 from ._conversation import Conversation, FileInput, Reply
@@ -168,6 +169,7 @@ __all__ = [
     "RateLimitError",
     "RecoveryError",
     "RedirectError",
+    "RefreshingTokenProvider",
     "Reject",
     "Reply",
     "RequestTooLargeError",
@@ -191,6 +193,7 @@ __all__ = [
     "StreamError",
     "StreamStalledError",
     "Timeouts",
+    "TokenProvider",
     "UnknownEvent",
     "UnprocessableEntityError",
     "UnsupportedMediaTypeError",

@@ -19,6 +19,7 @@ from genie_async import (
     GenieError,
     Message,
     Page,
+    RefreshingTokenProvider,
     Reject,
     Reply,
     RetryPolicy,
@@ -26,6 +27,7 @@ from genie_async import (
     SkillConfirmationRequired,
     StreamCursor,
     Timeouts,
+    TokenProvider,
     UnknownEvent,
     UploadedFile,
 )
@@ -57,6 +59,14 @@ async def usage(session: aiohttp.ClientSession) -> None:
         session=session,
     )
     oauth: GenieClient = GenieClient("gin-1", base_url="https://x", token_provider=token)
+
+    async def refreshing(*, force_refresh: bool = False) -> str:
+        return "fresh" if force_refresh else "cached"
+
+    providers: list[TokenProvider] = [token, refreshing]
+    explicit: RefreshingTokenProvider = refreshing
+    for provider in (*providers, explicit):
+        GenieClient("gin-1", base_url="https://x", token_provider=provider)
     async with client:
         other: GenieClient = client.as_user("someone-else")
         conversation = await other.create_conversation()
