@@ -21,10 +21,8 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any, Literal
 
 from aiohttp import web
@@ -42,10 +40,9 @@ from ._olbrain_model import (
     ReplyFunc,
 )
 from ._olbrain_state import OlbrainWorld
+from ._server import LoopbackServer
 
 __all__ = ["OlbrainSimulator"]
-
-_SHUTDOWN_TIMEOUT = 2.0
 _BODY_STYLES = {
     False: "envelope",
     True: "detail",
@@ -54,7 +51,7 @@ _BODY_STYLES = {
 }
 
 
-class OlbrainSimulator:
+class OlbrainSimulator(LoopbackServer[OlbrainWorld]):
     """A faithful local Olbrain agent API (reference ``olbrain-agent-api.md``), served by
     aiohttp on ``host:port`` (default ``127.0.0.1:0``, any free port).
 
@@ -124,54 +121,7 @@ class OlbrainSimulator:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def __aenter__(self) -> OlbrainSimulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def start(self) -> None:
-        """Start serving on ``host:port``."""
-        if self._runner is not None:
-            raise RuntimeError("the simulator is already started")
-        runner = web.AppRunner(
-            self.app,
-            handler_cancellation=True,  # a dropped client ends its handler; turns are shielded
-            access_log=None,
-            shutdown_timeout=_SHUTDOWN_TIMEOUT,
-        )
-        await runner.setup()
-        site = web.TCPSite(runner, self._host, self._port)
-        await site.start()
-        self._runner = runner
-        host, port = runner.addresses[0][:2]
-        self._world.base_url = f"http://{host}:{port}"
-
-    async def close(self) -> None:
-        """Stop serving; cancel turns still running in the background. Idempotent."""
-        tasks = list(self._world.tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-
     # ------------------------------------------------------------------- identity
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:54321`` (no trailing slash)."""
-        if not self._world.base_url:
-            raise RuntimeError("the simulator is not started")
-        return self._world.base_url
 
     @property
     def api_key(self) -> str:

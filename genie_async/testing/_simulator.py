@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from types import TracebackType
 from typing import Literal
 
 from aiohttp import web
@@ -17,14 +16,13 @@ from ._faults import HttpFault
 from ._model import AuthAttempt, SimConfig, SimConversation, SimEvent
 from ._records import ApprovalRecord, RequestRecord, UploadRecord
 from ._scenario import MessageMatcher, Turn
+from ._server import LoopbackServer
 from ._state import World
 
 __all__ = ["GenieSimulator"]
 
-_SHUTDOWN_TIMEOUT = 2.0
 
-
-class GenieSimulator:
+class GenieSimulator(LoopbackServer[World]):
     """A local, faithful stand-in for the Genie Headless API, served on loopback.
 
     Use it as an async context manager (or `start` / `close`)::
@@ -90,61 +88,21 @@ class GenieSimulator:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def __aenter__(self) -> GenieSimulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def start(self) -> None:
-        """Start serving on ``host:port``."""
-        if self._runner is not None:
-            raise RuntimeError("the simulator is already started")
+    def _on_start(self) -> None:
         self._world.closing = False  # a closed simulator may be started again, state intact
-        runner = web.AppRunner(
-            self.app,
-            handler_cancellation=True,  # a client disconnect ends its stream writer at once
-            access_log=None,
-            shutdown_timeout=_SHUTDOWN_TIMEOUT,
-        )
-        await runner.setup()
-        site = web.TCPSite(runner, self._host, self._port)
-        await site.start()
-        self._runner = runner
-        host, port = runner.addresses[0][:2]
-        self._world.base_url = f"http://{host}:{port}"
+
+    def _on_serving(self) -> None:
         self._world.provisioned_at = self._world.clock.now()
 
-    async def close(self) -> None:
-        """Stop: cancel every turn, drop every open stream, shut the server down."""
+    def _on_close(self) -> None:
+        # Stop: wake every waiting turn, and drop every open stream.
         world = self._world
         world.closing = True
         world.closing_signal.notify()
         for stream in list(world.streams):
             stream.abort()
-        tasks = list(world.tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
 
     # ------------------------------------------------------------------- identity
-
-    @property
-    def url(self) -> str:
-        """Base URL of the server, e.g. ``http://127.0.0.1:54321`` (no trailing slash)."""
-        if not self._world.base_url:
-            raise RuntimeError("the simulator is not started")
-        return self._world.base_url
 
     @property
     def genie_id(self) -> str:
