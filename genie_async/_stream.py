@@ -18,6 +18,7 @@ E. A drop before any event: find the message in the history and follow its run; 
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import dataclasses
@@ -238,7 +239,7 @@ _EventT = TypeVar("_EventT")
 _Self = TypeVar("_Self", bound="TurnIterator[Any]")
 
 
-class TurnIterator(Generic[_EventT]):
+class TurnIterator(abc.ABC, Generic[_EventT]):
     """What a consumer holds for one turn, on either backend: an async iterator that is also
     an async context manager, entered once, closed idempotently from any task.
 
@@ -280,8 +281,9 @@ class TurnIterator(Generic[_EventT]):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    @abc.abstractmethod
     async def aclose(self) -> None:
-        raise NotImplementedError
+        """Stop the turn and release what it holds. Idempotent."""
 
 
 class EventStream(TurnIterator[GenieEvent]):
